@@ -1,0 +1,40 @@
+"""3D UNet — "3D U-Net: Learning Dense Volumetric Segmentation from Sparse Annotation"
+(Çiçek et al., MICCAI 2016, https://arxiv.org/abs/1606.06650), the seed's Table 3 baseline.
+
+Built on MONAI's residual ``UNet``: five levels (16, 32, 64, 128, 256 channels at width 1),
+four stride-2 downsamplings, two residual units per level: 4.8 M parameters at width 1.
+"""
+
+from __future__ import annotations
+
+from monai.networks.nets import UNet
+
+from bench.losses import SegmentationLoss
+from bench.outputs import SegmentationNet
+from bench.registry import register_method
+from bench.widths import scaled_channels
+
+__all__ = ["unet3d"]
+
+_CHANNELS = (16, 32, 64, 128, 256)
+
+
+@register_method(
+    "unet3d",
+    kind="seg",
+    loss=SegmentationLoss,
+    weights={"dice": 1.0, "bce": 1.0},
+    search_space={"dice": (0.1, 10.0), "bce": (0.1, 10.0)},
+    size_multiple=16,
+)
+def unet3d(in_channels: int, num_classes: int, spatial_size: int, width: float, *, num_res_units: int = 2):
+    """3D UNet (MONAI residual UNet), 1-channel sigmoid lesion output."""
+    net = UNet(
+        spatial_dims=3,
+        in_channels=in_channels,
+        out_channels=1,
+        channels=scaled_channels(_CHANNELS, width),
+        strides=(2, 2, 2, 2),
+        num_res_units=num_res_units,
+    )
+    return SegmentationNet(net)

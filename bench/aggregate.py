@@ -1,0 +1,55 @@
+"""From per-case rows to per-fold metrics, the unit of every table (mean ± std over folds, as the seed).
+
+Segmentation metrics of a fold are the mean over its test cases (imputed empty-mask cases included
+and counted); classification metrics are computed over the fold's test cases. Pooled out-of-fold
+values use every test case of every fold at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench.metrics import CLS_METRICS, SEG_METRICS
+from bench.metrics.cls import classification_metrics
+
+__all__ = ["fold_metrics", "pooled_metrics", "case_metrics"]
+
+UNIT_KEYS = ["study", "arm", "method", "fold", "seed", "sigma"]
+
+
+def case_metrics(group: pd.DataFrame) -> dict[str, float]:
+    """All metrics over one set of per-case rows (one fold, or pooled)."""
+    out: dict[str, float] = {"n_cases": float(len(group))}
+    if "dsc" in group and group["dsc"].notna().any():
+        for name in SEG_METRICS:
+            out[name] = float(group[name].mean())
+        out["n_imputed"] = float(group["imputed"].sum())
+        out["n_ref_empty"] = float(group["ref_empty"].sum())
+    if "prob_nmosd" in group and group["prob_nmosd"].notna().any():
+        labelled = group[group["label"] >= 0]
+        if len(labelled):
+            out.update(classification_metrics(labelled["label"].to_numpy(), labelled["prob_nmosd"].to_numpy()))
+    if "uncertainty" in group and group["uncertainty"].notna().any():
+        correct = group["pred"] == group["label"]
+        out["uncertainty_correct"] = float(group.loc[correct, "uncertainty"].mean())
+        out["uncertainty_wrong"] = float(group.loc[~correct, "uncertainty"].mean()) if (~correct).any() else np.nan
+    return out
+
+
+def fold_metrics(per_case: pd.DataFrame) -> pd.DataFrame:
+    """One row per (study, arm, method, fold, seed, σ) with every metric the rows allow."""
+    keys = [k for k in UNIT_KEYS if k in per_case]
+    rows = [{**dict(zip(keys, key)), **case_metrics(group)} for key, group in per_case.groupby(keys, sort=True)]
+    return pd.DataFrame(rows)
+
+
+def pooled_metrics(per_case: pd.DataFrame) -> pd.DataFrame:
+    """One row per (arm, σ, seed) over all out-of-fold predictions."""
+    keys = [k for k in ("study", "arm", "method", "seed", "sigma") if k in per_case]
+    rows = [{**dict(zip(keys, key)), **case_metrics(group)} for key, group in per_case.groupby(keys, sort=True)]
+    return pd.DataFrame(rows)
+
+
+def metric_columns(frame: pd.DataFrame) -> list[str]:
+    return [m for m in (*SEG_METRICS, *CLS_METRICS) if m in frame]

@@ -1,0 +1,220 @@
+"""The ``bench`` command line. Heavy imports live inside the commands so ``bench --help`` is instant."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from bench.errors import BenchError
+
+RUNS_OPTION = click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
+                           show_default=True, help="Root of the results store.")
+PROFILE_OPTION = click.option("--profile", "-p", default=None, help="smoke | cpu | paper (default: the study's).")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def cli(verbose: bool) -> None:
+    """Benchmark suite for joint lesion segmentation + MS/NMOSD classification in 3D brain MRI.
+
+    \b
+    Examples:
+      bench ls studies
+      bench check smoke --profile smoke
+      bench run --study smoke --profile smoke
+      bench run --study smoke --profile cpu --jobs 2
+      bench report smoke
+      bench ui
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@cli.group(name="ls")
+def ls_group() -> None:
+    """List registered methods or available studies."""
+
+
+@ls_group.command("methods")
+@PROFILE_OPTION
+def ls_methods(profile: str | None) -> None:
+    """Methods: name, task kind and parameter count at a profile (default cpu).
+
+    \b
+    Example: bench ls methods --profile paper
+    """
+    from rich.table import Table
+
+    from bench.profiles import get_profile
+    from bench.registry import METHODS, load_plugins
+
+    load_plugins()
+    prof = get_profile(profile or "cpu")
+    table = Table(title=f"methods (parameters at profile '{prof.name}': {prof.size}³, width {prof.width})")
+    for col in ("method", "kind", "parameters", "loss weights", "summary"):
+        table.add_column(col)
+    for name in METHODS:
+        spec = METHODS.get(name)
+        model = spec.build(in_channels=1, num_classes=2, spatial_size=prof.size, width=prof.width)
+        n = sum(p.numel() for p in model.parameters())
+        weights = ", ".join(f"{k}={v:g}" for k, v in spec.weights.items())
+        table.add_row(name, spec.kind, f"{n / 1e6:.2f} M", weights, spec.summary)
+    from rich.console import Console
+
+    Console().print(table)
+
+
+@ls_group.command("studies")
+def ls_studies() -> None:
+    """Studies: name, title and the seed table each reproduces."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from bench.study import load_study, study_paths
+
+    table = Table(title="studies")
+    for col in ("study", "title", "reproduces", "arms"):
+        table.add_column(col)
+    for name in study_paths():
+        study = load_study(name, check_methods=False)
+        table.add_row(name, study.title, study.reproduces, str(len(study.arms)))
+    Console().print(table)
+
+
+@cli.command()
+@click.argument("study")
+@PROFILE_OPTION
+def check(study: str, profile: str | None) -> None:
+    """Build every arm of STUDY at a profile without training and report every problem.
+
+    \b
+    Example: bench check smoke --profile paper
+    """
+    from bench.checks import check_study
+
+    problems = check_study(study, profile, _console())
+    if problems:
+        raise BenchError(f"{len(problems)} problem(s) in study '{study}': " + " | ".join(problems))
+
+
+@cli.command()
+@click.option("--study", "-s", required=True, help="Study name (studies/<name>.yaml) or a YAML path.")
+@PROFILE_OPTION
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="Units run at once.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch threads per unit (default: cores / jobs).")
+@click.option("--arms", default=None, help="Comma-separated subset of arms.")
+@RUNS_OPTION
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite under --runs-dir).")
+@click.option("--no-mlflow", is_flag=True, help="Do not mirror runs into MLflow (files are still written).")
+def run(study: str, profile: str | None, jobs: int, threads: int | None, arms: str | None, runs_dir: Path,
+        tracking_uri: str | None, no_mlflow: bool) -> None:
+    """Train and evaluate every arm × fold × seed of a study; skips units already done.
+
+    \b
+    Rerunning after a crash or Ctrl-C trains only the missing units; a unit whose spec changed is
+    moved to runs/<study>/.stale/ and rerun.
+    Example: bench run --study smoke --profile smoke
+    """
+    from bench.orchestrate import run_study
+    from bench.study import load_study
+
+    console = _console()
+    loaded = load_study(study)
+    summary = run_study(loaded, profile_name=profile, runs_root=runs_dir, jobs=jobs, threads=threads,
+                        tracking_uri=tracking_uri, use_mlflow=not no_mlflow,
+                        arms=[a.strip() for a in arms.split(",")] if arms else None, console=console)
+    console.print(f"{summary.trained} unit(s) trained, {summary.skipped} already done, {len(summary.failed)} failed "
+                  f"in {summary.seconds:.1f} s; results in {runs_dir / loaded.name}")
+    for key, error, directory in summary.failed:
+        console.print(f"[red]failed[/red] {key}: {error} (traceback in {directory / 'FAILED.json'})")
+    if summary.failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("study", required=False)
+@click.option("--all", "all_studies", is_flag=True, help="Rebuild the report of every study with runs.")
+@RUNS_OPTION
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True)
+def report(study: str | None, all_studies: bool, runs_dir: Path, out: Path) -> None:
+    """Write reports/<study>/ (tables, ROC, report.md) from the run directories only.
+
+    \b
+    Example: bench report smoke
+    """
+    from bench.report import build_report
+    from bench.study import load_study, study_paths
+
+    if all_studies == bool(study):
+        raise BenchError("give either a STUDY or --all")
+    names = [s for s in study_paths() if (runs_dir / s / "splits.json").exists()] if all_studies else [study]
+    for name in names:
+        result = build_report(load_study(name, check_methods=False), runs_dir, out)
+        click.echo(f"{name}: wrote {len(result.files)} files to {result.directory}")
+
+
+@cli.command()
+@click.argument("study")
+@RUNS_OPTION
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite under --runs-dir).")
+def sync(study: str, runs_dir: Path, tracking_uri: str | None) -> None:
+    """Mirror finished run directories of STUDY into MLflow (idempotent)."""
+    from bench.store import done_units
+    from bench.tracking import Tracker, default_tracking_uri
+
+    units = done_units(runs_dir / study)
+    if not units:
+        raise BenchError(f"no finished units under {runs_dir / study}")
+    tracker = Tracker(tracking_uri or default_tracking_uri(runs_dir), study, runs_dir, parent_name=f"{study} sync",
+                      parent_params={"study": study, "kind": "sync"})
+    added = tracker.log_units(units)
+    tracker.finish()
+    click.echo(f"{study}: {added} unit(s) added to MLflow, {len(units) - added} already there")
+
+
+@cli.command()
+@RUNS_OPTION
+@click.option("--port", default=5000, show_default=True)
+@click.option("--tracking-uri", default=None)
+def ui(runs_dir: Path, port: int, tracking_uri: str | None) -> None:
+    """Serve the MLflow UI for the runs on http://127.0.0.1:PORT."""
+    import subprocess
+
+    from bench.tracking import default_tracking_uri
+
+    uri = tracking_uri or default_tracking_uri(runs_dir)
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    click.echo(f"MLflow UI for {uri} on http://127.0.0.1:{port} (Ctrl-C to stop)")
+    mlflow = Path(sys.executable).with_name("mlflow")
+    subprocess.run([str(mlflow), "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)], env=env, check=False)
+
+
+def main() -> None:
+    """Entry point: user errors print one line (no traceback) and exit with status 2."""
+    try:
+        cli(standalone_mode=False)
+    except BenchError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("interrupted; finished units are kept, rerun the same command to resume", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("interrupted; finished units are kept, rerun the same command to resume", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

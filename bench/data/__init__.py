@@ -1,0 +1,124 @@
+"""Datasets: a registry of sources that each produce a manifest, then one cached preprocessing path.
+
+Sources: ``synthetic`` (the embedded cohort, generated on first use and cached, keyed by its
+parameters and the generator version) and ``manifest`` (a CSV in the manifest format, DATA.md).
+Study files name a source and its options::
+
+    dataset:
+      name: synthetic
+      options: {difficulty: 0.3, seed: 0}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from bench.data.manifest import Case, manifest_fingerprint, read_manifest
+from bench.errors import ConfigError, DataError, did_you_mean
+from bench.profiles import Profile
+from bench.registry import Registry
+
+__all__ = ["DATASETS", "PreparedData", "prepare_dataset", "cache_root", "resolve_manifest"]
+
+Progress = Callable[[int, int], None]
+DATASETS: Registry[Callable[..., Path]] = Registry("dataset")
+
+
+def cache_root() -> Path:
+    """``$BENCH_CACHE``, else ``$XDG_CACHE_HOME/jointbench``, else ``~/.cache/jointbench``."""
+    if os.environ.get("BENCH_CACHE"):
+        return Path(os.environ["BENCH_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "jointbench"
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """A dataset ready for training: validated cases and their preprocessed cache."""
+
+    source: str
+    manifest: Path
+    cases: tuple[Case, ...]
+    fingerprint: str
+    cache_dir: Path
+
+    @property
+    def has_masks(self) -> bool:
+        return all(c.mask_path is not None for c in self.cases)
+
+    @property
+    def has_labels(self) -> bool:
+        return all(c.label is not None for c in self.cases)
+
+
+def _synthetic(options: Mapping[str, Any], profile: Profile, root: Path, progress: Progress | None) -> Path:
+    from bench.data.synthetic import GENERATOR_VERSION, SyntheticConfig, generate_cohort
+
+    allowed = {f.name for f in fields(SyntheticConfig)} - {"size"}
+    for key in options:
+        if key not in allowed:
+            raise ConfigError(f"dataset.options.{key}: unknown synthetic-cohort option{did_you_mean(key, allowed)}; expected one of {', '.join(sorted(allowed))}")
+    values = {"n_ms": profile.n_ms, "n_nmosd": profile.n_nmosd, **options, "size": profile.size}
+    if "longitudinal" in values:
+        values["longitudinal"] = tuple(values["longitudinal"])
+    try:
+        config = SyntheticConfig(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"dataset.options: {exc}") from None
+    key = hashlib.sha256(json.dumps([GENERATOR_VERSION, asdict(config)], sort_keys=True).encode()).hexdigest()[:12]
+    out = root / "synthetic" / f"{GENERATOR_VERSION}-{config.size}-{key}"
+    if not (out / "manifest.csv").exists():
+        tmp = out.with_name(out.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        generate_cohort(config, tmp, progress=progress)
+        tmp.replace(out) if not out.exists() else shutil.rmtree(tmp)
+    return out / "manifest.csv"
+
+
+def _manifest(options: Mapping[str, Any], profile: Profile, root: Path, progress: Progress | None) -> Path:
+    if set(options) - {"path"} or "path" not in options:
+        raise ConfigError(f"dataset.options: a manifest dataset takes exactly one option, 'path', got {sorted(options)}")
+    return Path(options["path"]).expanduser()
+
+
+DATASETS.register("synthetic", _synthetic)
+DATASETS.register("manifest", _manifest)
+
+
+def resolve_manifest(name: str, options: Mapping[str, Any], profile: Profile, *, progress: Progress | None = None) -> Path:
+    """The manifest of a dataset source (generating the synthetic cohort if needed)."""
+    return DATASETS.get(name)(options, profile, cache_root(), progress)
+
+
+def prepare_dataset(
+    name: str,
+    options: Mapping[str, Any],
+    profile: Profile,
+    *,
+    generate_progress: Progress | None = None,
+    preprocess_progress: Progress | None = None,
+) -> PreparedData:
+    """Resolve, validate and preprocess a dataset at the profile's size (cached)."""
+    from bench.data.preprocess import PREPROCESS_VERSION, preprocess_cases
+
+    manifest = resolve_manifest(name, options, profile, progress=generate_progress)
+    cases = read_manifest(manifest)
+    patients_labels: dict[str, set] = {}
+    for case in cases:
+        patients_labels.setdefault(case.patient_id, set()).add(case.label)
+    mixed = [p for p, labels in patients_labels.items() if len(labels) > 1]
+    if mixed:
+        raise DataError(f"{manifest}: patient(s) {', '.join(mixed[:5])} have scans with different labels")
+    fingerprint = hashlib.sha256(
+        f"{manifest_fingerprint(cases)}|{profile.size}|{PREPROCESS_VERSION}".encode()
+    ).hexdigest()[:16]
+    cache_dir = cache_root() / "preprocessed" / f"{fingerprint}"
+    preprocess_cases(cases, profile.size, cache_dir, progress=preprocess_progress)
+    return PreparedData(name, manifest, tuple(cases), fingerprint, cache_dir)

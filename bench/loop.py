@@ -1,0 +1,85 @@
+"""The one training loop, for every method. What is method-specific lives in the method's loss.
+
+Seed §4.1: Adam (default betas), lr 1e-4 on the ``paper`` profile, the learning rate halved when the
+epoch's training loss has not improved for 10 epochs (ReduceLROnPlateau, patience 10, factor 0.5),
+batch 2. The weights after the final epoch are the ones evaluated.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from bench.study import Training
+from bench.tasks import Task
+
+__all__ = ["make_optimizer", "train", "TrainingDiverged"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def make_optimizer(params, training: Training, lr: float) -> torch.optim.Optimizer:
+    if training.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=training.weight_decay)
+    if training.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=training.weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=training.weight_decay)
+
+
+def train(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    loader: DataLoader,
+    *,
+    task: Task,
+    method: str,
+    epochs: int,
+    lr: float,
+    training: Training,
+    device: torch.device,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Train ``model`` for ``epochs`` epochs; returns one history row per epoch."""
+    optimizer = make_optimizer(model.parameters(), training, lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=training.plateau_factor, patience=training.plateau_patience
+    )
+    history: list[dict[str, Any]] = []
+    checked = False
+    for epoch in range(epochs):
+        model.train()
+        start, total, count, sums = time.perf_counter(), 0.0, 0, {}
+        for step, batch in enumerate(loader):
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            out = model(batch["image"])
+            if not checked:
+                task.check_output(method, out, batch_size=batch["image"].shape[0], size=batch["image"].shape[-1])
+                checked = True
+            loss, terms = loss_fn(out, batch, progress=epoch / max(epochs, 1))
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"loss is {float(loss)} at epoch {epoch + 1}, step {step + 1} (terms {terms})")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            n = batch["image"].shape[0]
+            total, count = total + float(loss.detach()) * n, count + n
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + value * n
+        mean_loss = total / max(count, 1)
+        scheduler.step(mean_loss)
+        row = {"epoch": epoch + 1, "loss": mean_loss, **{f"loss_{k}": v / max(count, 1) for k, v in sums.items()},
+               "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - start}
+        history.append(row)
+        if on_epoch:
+            on_epoch(row)
+        if not math.isfinite(mean_loss):
+            raise TrainingDiverged(f"mean loss is {mean_loss} after epoch {epoch + 1}")
+    return history

@@ -1,0 +1,116 @@
+"""``bench run`` end to end: data → splits → plan − done → execute → MLflow mirror → summary."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from bench.study import Study
+
+__all__ = ["RunSummary", "run_study", "prepare"]
+
+
+@dataclass
+class RunSummary:
+    planned: int = 0
+    skipped: int = 0
+    trained: int = 0
+    failed: list[tuple[str, str, Path]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+def prepare(study: Study, profile, console: Console):
+    """Generate (first use) and preprocess the study's dataset, with progress bars."""
+    from bench.data import prepare_dataset
+    from bench.progress import counter_bar
+
+    gen, _ = counter_bar(console, f"generating the {study.dataset.name} cohort")
+    pre, _ = counter_bar(console, f"preprocessing to {profile.size}³")
+    return prepare_dataset(study.dataset.name, study.dataset.options, profile, generate_progress=gen, preprocess_progress=pre)
+
+
+def run_study(
+    study: Study,
+    *,
+    profile_name: str | None,
+    runs_root: Path,
+    jobs: int = 1,
+    threads: int | None = None,
+    tracking_uri: str | None = None,
+    use_mlflow: bool = True,
+    arms: Sequence[str] | None = None,
+    console: Console | None = None,
+) -> RunSummary:
+    from bench.executors import default_threads, execute
+    from bench.progress import UnitProgress
+    from bench.runner import make_plan, tidy_pending
+    from bench.tasks import get_task
+
+    console = console or Console(stderr=True)
+    start = time.perf_counter()
+    profile = study.resolve_profile(profile_name)
+    data = prepare(study, profile, console)
+    plan = make_plan(study, profile, data, runs_root, arms)
+    problems = [p for u in {u.spec.method: u for u in plan.units}.values()
+                for p in get_task(u.spec.kind).data_problems(u.spec.method, has_masks=data.has_masks, has_labels=data.has_labels)]
+    if problems:
+        from bench.errors import ConfigError
+
+        raise ConfigError(f"study '{study.name}': " + "; ".join(problems))
+    summary = RunSummary(planned=len(plan.units), skipped=len(plan.done))
+    console.print(f"[bold]{study.name}[/bold] — {study.title}")
+    console.print(f"profile {profile.name} ({profile.size}³, {profile.epochs} epochs, width {profile.width}), "
+                  f"{len(data.cases)} scans, {study.folds} folds, split {plan.splits.hash}, "
+                  f"{len(plan.units)} units: {len(plan.done)} done, {len(plan.pending)} to run")
+    for message in tidy_pending(plan):
+        console.print(f"[yellow]{message}[/yellow]")
+    tracker = None
+    if use_mlflow:
+        from bench.spec import code_version
+        from bench.tracking import Tracker, default_tracking_uri
+
+        uri = tracking_uri or default_tracking_uri(runs_root)
+        tracker = Tracker(uri, study.name, runs_root, parent_name=f"{study.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+                          parent_params={"study": study.name, "profile": profile.as_dict(), "folds": study.folds,
+                                         "seeds": list(study.seeds), "split_hash": plan.splits.hash,
+                                         "data_fingerprint": data.fingerprint, "code_version": code_version(),
+                                         "jobs": jobs})
+        tracker.log_units(u.directory for u in plan.done)  # idempotent: units finished by an earlier invocation
+    if not plan.pending:
+        console.print(f"all {len(plan.units)} units are already done with the same spec; nothing to train")
+    else:
+        threads = threads or default_threads(jobs)
+        status = "FAILED"
+        try:
+            with UnitProgress(console, len(plan.pending), f"{study.name}: units") as bars:
+                def on_result(unit, result):
+                    failed = result["status"] != "done"
+                    if failed:
+                        summary.failed.append((unit.spec.key, result.get("error", "?"), unit.directory))
+                    else:
+                        summary.trained += 1
+                        if tracker:
+                            tracker.log_unit(unit.directory)
+                    bars.unit_finished(failed)
+
+                execute(plan.pending, jobs=jobs, threads=threads,
+                        on_event=lambda unit, event: bars.event(unit.spec.key, event), on_result=on_result)
+            status = "FINISHED" if not summary.failed else "FAILED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            if tracker:
+                tracker.finish(status)
+    if tracker and not plan.pending:
+        tracker.finish("FINISHED")
+    summary.seconds = time.perf_counter() - start
+    return summary

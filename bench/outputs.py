@@ -1,0 +1,81 @@
+"""The one output type every network returns, and the probabilities the harness evaluates.
+
+Example:
+    >>> import torch
+    >>> out = ModelOutput(cls_logits=torch.zeros(2, 2))
+    >>> out.has_cls, out.has_seg
+    (True, False)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["ModelOutput", "Prediction", "SegmentationNet", "ClassificationNet"]
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    """What a network's forward returns. Never a bare tuple.
+
+    Attributes:
+        seg_logits: float [B, C, D, H, W]; C = 1 (sigmoid) or 2 (softmax / evidence), or None.
+        cls_logits: float [B, K] over {MS = 0, NMOSD = 1}, or None.
+        aux: method-specific extras (deep-supervision maps, CAMs, evidence, uncertainty).
+    """
+
+    seg_logits: torch.Tensor | None = None
+    cls_logits: torch.Tensor | None = None
+    aux: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_seg(self) -> bool:
+        return self.seg_logits is not None
+
+    @property
+    def has_cls(self) -> bool:
+        return self.cls_logits is not None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What evaluation reads from a model, per batch.
+
+    Attributes:
+        seg_prob: float [B, D, H, W], lesion probability, or None.
+        cls_prob: float [B, K], class probabilities, or None.
+        cls_uncertainty: float [B] (evidential methods), or None.
+        seg_uncertainty: float [B, D, H, W] (evidential methods), or None.
+    """
+
+    seg_prob: torch.Tensor | None = None
+    cls_prob: torch.Tensor | None = None
+    cls_uncertainty: torch.Tensor | None = None
+    seg_uncertainty: torch.Tensor | None = None
+
+
+class SegmentationNet(nn.Module):
+    """Wrap a network returning a tensor of segmentation logits so that it returns a ModelOutput."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> ModelOutput:
+        return ModelOutput(seg_logits=self.net(image))
+
+
+class ClassificationNet(nn.Module):
+    """Wrap a network returning a tensor of class logits so that it returns a ModelOutput."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> ModelOutput:
+        return ModelOutput(cls_logits=self.net(image))

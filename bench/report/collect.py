@@ -1,0 +1,29 @@
+"""Read a study's finished run directories into one per-case table (reports read nothing else)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.store import SPEC, done_units, read_json
+
+__all__ = ["collect_per_case", "collect_specs"]
+
+
+def collect_per_case(study_root: Path) -> pd.DataFrame:
+    """All per-case rows of the finished units; refuses rows from different splits."""
+    units = done_units(study_root)
+    if not units:
+        raise BenchError(f"no finished units under {study_root}; run `bench run --study {study_root.name}` first")
+    frame = pd.concat([pd.read_parquet(u / "per_case.parquet") for u in units], ignore_index=True)
+    hashes = sorted(frame["split_hash"].unique())
+    if len(hashes) > 1:
+        raise BenchError(f"{study_root}: finished units use different splits ({', '.join(hashes)}); "
+                         "results from different splits cannot be compared")
+    return frame
+
+
+def collect_specs(study_root: Path) -> list[dict]:
+    return [read_json(u / SPEC) for u in done_units(study_root)]

@@ -1,0 +1,90 @@
+"""The study table: mean ± std over folds at σ = 0, best in bold and second underlined by each
+metric's direction, in Markdown, LaTeX (booktabs) and CSV."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from bench.metrics import METRICS
+
+__all__ = ["summary_table", "rank_marks", "to_markdown", "to_latex"]
+
+
+def summary_table(folds: pd.DataFrame, pooled: pd.DataFrame, arms: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """One row per arm: ``<m>_mean``, ``<m>_std`` over folds (and seeds), ``<m>_pooled``, ``n_folds``, ``n_imputed``."""
+    clean, pooled_clean = folds[folds["sigma"] == 0], pooled[pooled["sigma"] == 0]
+    rows = []
+    for arm in arms:
+        part, pooled_part = clean[clean["arm"] == arm], pooled_clean[pooled_clean["arm"] == arm]
+        row: dict = {"arm": arm, "n_folds": len(part)}
+        for m in metrics:
+            values = part[m].dropna() if m in part else pd.Series(dtype=float)
+            row[f"{m}_mean"] = float(values.mean()) if len(values) else np.nan
+            row[f"{m}_std"] = float(values.std(ddof=1)) if len(values) > 1 else np.nan
+            row[f"{m}_pooled"] = float(pooled_part[m].mean()) if m in pooled_part and len(pooled_part) else np.nan
+        row["n_imputed"] = int(part["n_imputed"].sum()) if "n_imputed" in part else 0
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def rank_marks(values: Sequence[float], direction: str) -> list[str]:
+    """``"best"``, ``"second"`` or ``""`` per value (NaN never ranks; ties share the mark)."""
+    finite = sorted({v for v in values if not (v is None or math.isnan(v))}, reverse=direction == "max")
+    marks = []
+    for v in values:
+        if v is None or math.isnan(v) or not finite:
+            marks.append("")
+        elif v == finite[0]:
+            marks.append("best")
+        elif len(finite) > 1 and v == finite[1]:
+            marks.append("second")
+        else:
+            marks.append("")
+    return marks
+
+
+def _cells(table: pd.DataFrame, metrics: Sequence[str], bold, underline, pm: str) -> dict[str, list[str]]:
+    columns = {}
+    for m in metrics:
+        info = METRICS[m]
+        scale = 100.0 if info.percent else 1.0
+        means = [round(v * scale, 2) if not math.isnan(v) else math.nan for v in table[f"{m}_mean"]]
+        marks = rank_marks(means, info.direction)
+        cells = []
+        for mean, std, mark in zip(means, table[f"{m}_std"], marks):
+            if math.isnan(mean):
+                cells.append("–")
+                continue
+            text = f"{mean:.2f}" + ("" if math.isnan(std) else f"{pm}{std * scale:.2f}")
+            cells.append(bold(text) if mark == "best" else underline(text) if mark == "second" else text)
+        columns[info.header] = cells
+    return columns
+
+
+def to_markdown(table: pd.DataFrame, labels: Sequence[str], metrics: Sequence[str]) -> str:
+    cols = _cells(table, metrics, lambda t: f"**{t}**", lambda t: f"<u>{t}</u>", " ± ")
+    header = ["Method", *cols]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + [":---:"] * len(cols)) + "|"]
+    for i, label in enumerate(labels):
+        lines.append("| " + " | ".join([label, *(cols[h][i] for h in cols)]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _latex_escape(text: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("±", r"$\pm$"),
+                 ("³", r"$^3$"), ("σ", r"$\sigma$")):
+        text = text.replace(a, b)
+    return text
+
+
+def to_latex(table: pd.DataFrame, labels: Sequence[str], metrics: Sequence[str], caption: str) -> str:
+    """A booktabs table (``\\toprule``/``\\midrule``/``\\bottomrule``) through pandas' Styler."""
+    cols = _cells(table, metrics, lambda t: rf"\textbf{{{t}}}", lambda t: rf"\underline{{{t}}}", r" $\pm$ ")
+    frame = pd.DataFrame({"Method": [_latex_escape(lab) for lab in labels],
+                          **{_latex_escape(h): v for h, v in cols.items()}}).replace("–", "--")
+    return frame.style.hide(axis="index").to_latex(hrules=True, caption=_latex_escape(caption), position="t",
+                                column_format="l" + "c" * len(cols), position_float="centering")

@@ -1,0 +1,91 @@
+"""``bench run``: prepare the data and splits, plan the units, skip what is done, run the rest.
+
+``bench run`` = plan minus done. Rerunning after a crash or Ctrl-C redoes only unfinished units; a
+finished unit whose spec changed is archived under ``.stale/`` and rerun, never mixed in.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench.data import PreparedData
+from bench.profiles import Profile
+from bench.registry import METHODS
+from bench.spec import UnitSpec
+from bench.splits import Splits
+from bench.store import archive_stale, clear_partial, unit_dir, unit_status
+from bench.study import Study
+
+__all__ = ["plan_units", "PlannedUnit", "Plan", "make_plan"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PlannedUnit:
+    spec: UnitSpec
+    directory: Path
+    status: str  # done | stale | failed | partial | missing
+
+
+@dataclass
+class Plan:
+    study: Study
+    profile: Profile
+    data: PreparedData
+    splits: Splits
+    study_root: Path
+    units: list[PlannedUnit] = field(default_factory=list)
+
+    @property
+    def pending(self) -> list[PlannedUnit]:
+        return [u for u in self.units if u.status != "done"]
+
+    @property
+    def done(self) -> list[PlannedUnit]:
+        return [u for u in self.units if u.status == "done"]
+
+
+def plan_units(study: Study, profile: Profile, data: PreparedData, splits: Splits, runs_root: Path,
+               arms: Sequence[str] | None = None) -> list[PlannedUnit]:
+    """Every (arm, fold, seed) of the study as a resolved spec with its on-disk status."""
+    selected = [study.arm(a) for a in arms] if arms else list(study.arms)
+    units = []
+    for arm in selected:
+        method = METHODS.get(arm.method)
+        weights = dict(method.weights) | dict(arm.weights)
+        for seed in study.seeds:
+            for fold in range(study.folds):
+                spec = UnitSpec(
+                    study=study.name, arm=arm.name, label=arm.label, method=arm.method, kind=method.kind,
+                    model_args=dict(arm.model_args), weights=weights, fold=fold, seed=seed,
+                    profile=profile.as_dict(), training=asdict(study.training), noise=study.noise,
+                    data_fingerprint=data.fingerprint, split_hash=splits.hash, manifest=str(data.manifest),
+                    cache_dir=str(data.cache_dir), splits_path=str(runs_root / study.name / "splits.json"),
+                )
+                directory = unit_dir(runs_root, study.name, arm.name, fold, seed)
+                units.append(PlannedUnit(spec, directory, unit_status(directory, spec.hash)))
+    return units
+
+
+def make_plan(study: Study, profile: Profile, data: PreparedData, runs_root: Path, arms: Sequence[str] | None = None) -> Plan:
+    from bench.splits import load_or_create_splits
+
+    study_root = runs_root / study.name
+    splits = load_or_create_splits(study_root / "splits.json", list(data.cases), study.folds, study.split_seed, data.fingerprint)
+    return Plan(study, profile, data, splits, study_root, plan_units(study, profile, data, splits, runs_root, arms))
+
+
+def tidy_pending(plan: Plan) -> list[str]:
+    """Archive stale finished units and clear partial/failed ones; returns one message per action."""
+    messages = []
+    for unit in plan.pending:
+        if unit.status == "stale":
+            target = archive_stale(unit.directory, plan.study_root)
+            messages.append(f"{unit.spec.key}: spec changed; previous results moved to {target}")
+        elif unit.status in ("partial", "failed"):
+            clear_partial(unit.directory)
+    return messages

@@ -1,0 +1,121 @@
+"""Cross-validation folds: grouped by patient, stratified by label, seeded, written once per study.
+
+``runs/<study>/splits.json`` holds the folds and their hash; every arm of the study reads the same
+file, and the hash goes on every per-case row so that reports refuse to compare rows from
+different splits. A fold that would put one patient on both sides is refused (:class:`LeakageError`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.data.manifest import Case
+from bench.errors import ConfigError, DataError, LeakageError
+
+__all__ = ["Splits", "make_splits", "check_no_leakage", "read_splits", "load_or_create_splits"]
+
+
+@dataclass(frozen=True)
+class Splits:
+    """``test[k]`` = scan ids of fold k's test set; the training set is every other scan."""
+
+    folds: int
+    seed: int
+    data_fingerprint: str
+    test: tuple[tuple[str, ...], ...]
+
+    @property
+    def hash(self) -> str:
+        payload = json.dumps({"folds": self.folds, "seed": self.seed, "data": self.data_fingerprint,
+                              "test": [list(t) for t in self.test]}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def train_test(self, fold: int, cases: list[Case]) -> tuple[list[Case], list[Case]]:
+        """The training and test cases of ``fold``, in manifest order."""
+        if not 0 <= fold < self.folds:
+            raise ConfigError(f"fold {fold} out of range 0..{self.folds - 1}")
+        test_ids = set(self.test[fold])
+        train = [c for c in cases if c.scan_id not in test_ids]
+        test = [c for c in cases if c.scan_id in test_ids]
+        check_no_leakage(train, test, fold)
+        return train, test
+
+    def to_json(self) -> dict:
+        return {"folds": self.folds, "seed": self.seed, "data_fingerprint": self.data_fingerprint,
+                "hash": self.hash, "test": [list(t) for t in self.test]}
+
+
+def check_no_leakage(train: list[Case], test: list[Case], fold: int) -> None:
+    """Raise :class:`LeakageError` if a patient has scans on both sides of ``fold``."""
+    shared = sorted({c.patient_id for c in train} & {c.patient_id for c in test})
+    if shared:
+        raise LeakageError(f"fold {fold}: patient(s) {', '.join(shared[:5])} appear in both training and test sets")
+
+
+def make_splits(cases: list[Case], folds: int, seed: int, data_fingerprint: str) -> Splits:
+    """Stratified (by label) group (by patient) k-fold with sklearn's StratifiedGroupKFold.
+
+    Unlabelled datasets (segmentation only) are grouped but not stratified.
+    """
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+
+    patients = sorted({c.patient_id for c in cases})
+    if len(patients) < folds:
+        raise DataError(f"{len(patients)} patients cannot fill {folds} folds")
+    groups = np.array([c.patient_id for c in cases])
+    labels = np.array([-1 if c.label is None else c.label for c in cases])
+    index = np.zeros(len(cases))
+    if (labels >= 0).all():
+        counts = np.bincount(labels)
+        if counts.min(initial=len(cases)) < folds:
+            raise DataError(f"a class has {counts.min()} scans, fewer than the {folds} folds")
+        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        parts = splitter.split(index, labels, groups)
+    else:
+        splitter = GroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        parts = splitter.split(index, groups=groups)
+    test = tuple(tuple(sorted(cases[i].scan_id for i in test_idx)) for _, test_idx in parts)
+    splits = Splits(folds, seed, data_fingerprint, test)
+    for k in range(folds):
+        splits.train_test(k, cases)
+    return splits
+
+
+def read_splits(path: Path) -> Splits:
+    """Read ``splits.json``, refusing a file whose content no longer matches its hash."""
+    try:
+        stored = json.loads(Path(path).read_text())
+        splits = Splits(stored["folds"], stored["seed"], stored["data_fingerprint"], tuple(tuple(t) for t in stored["test"]))
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{path}: cannot read the splits ({exc})") from None
+    if stored.get("hash") != splits.hash:
+        raise DataError(f"{path}: its hash does not match its content; the file was edited by hand")
+    return splits
+
+
+def load_or_create_splits(path: Path, cases: list[Case], folds: int, seed: int, data_fingerprint: str) -> Splits:
+    """Read ``splits.json`` if it matches this dataset and fold count, else create it; never silently replace it."""
+    if path.exists():
+        splits = read_splits(path)
+        if (splits.folds, splits.seed, splits.data_fingerprint) != (folds, seed, data_fingerprint):
+            raise DataError(
+                f"{path}: made for {splits.folds} folds, seed {splits.seed}, data {splits.data_fingerprint}, but this run "
+                f"has {folds} folds, seed {seed}, data {data_fingerprint}; move the study's run folder away or use --runs-dir"
+            )
+        ids = {c.scan_id for c in cases}
+        if {s for t in splits.test for s in t} != ids:
+            raise DataError(f"{path}: its scans differ from the dataset's")
+        for k in range(splits.folds):
+            splits.train_test(k, cases)
+        return splits
+    splits = make_splits(cases, folds, seed, data_fingerprint)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(splits.to_json(), indent=1))
+    tmp.replace(path)
+    return splits

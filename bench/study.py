@@ -1,0 +1,344 @@
+"""Study files: YAML → frozen, validated dataclasses.
+
+A study is one YAML file in ``studies/``; ``_base*.yaml`` files hold what studies share and are
+pulled in with ``include:`` (mappings merge deeply, the including file wins; ``arms`` never merge).
+Arms differ only by method, ``model_args`` and loss ``weights``. Every mistake is reported with the
+file, the key path, what was expected and the close matches.
+
+Example:
+    >>> study = load_study("smoke")            # doctest: +SKIP
+    >>> [arm.method for arm in study.arms]     # doctest: +SKIP
+    ['unet3d', 'resnet34']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.errors import ConfigError, did_you_mean
+from bench.metrics import METRICS
+from bench.profiles import PROFILES, Profile, get_profile
+
+__all__ = ["Arm", "DatasetSpec", "Training", "Study", "load_study", "study_paths", "studies_dir", "read_yaml"]
+
+STUDY_KEYS = {
+    "include": "a base file to inherit from",
+    "title": "a one-line title",
+    "reproduces": "the seed table this study reproduces",
+    "description": "free text for the report",
+    "dataset": "the dataset (name + options)",
+    "folds": "number of cross-validation folds",
+    "split_seed": "seed of the fold assignment (shared by every arm and training seed)",
+    "seeds": "list of training seeds",
+    "profile": "default profile",
+    "overrides": "profile fields this study overrides",
+    "training": "optimiser / schedule / augmentation settings",
+    "noise": "Gaussian-noise σ grid for evaluation",
+    "metrics": "metric columns of the table",
+    "reference": "the arm every other arm is compared with",
+    "arms": "the arms (name → method, model_args, weights, label)",
+}
+ARM_KEYS = ("method", "label", "model_args", "weights")
+DATASET_KEYS = ("name", "options")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One row of a study's table: a method with its keyword arguments and loss weights."""
+
+    name: str
+    method: str
+    label: str
+    model_args: Mapping[str, Any] = field(default_factory=dict)
+    weights: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Which dataset (registry name) and its options."""
+
+    name: str = "synthetic"
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Training:
+    """One training budget and one augmentation pipeline per study (METHODS.md, seed §4.1)."""
+
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    plateau_patience: int = 10
+    plateau_factor: float = 0.5
+    augment: bool = True
+    flip_prob: float = 0.5
+    rotate_prob: float = 0.5
+    rotate_degrees: float = 15.0
+    checkpoint: bool = True
+
+
+@dataclass(frozen=True)
+class Study:
+    """A validated study. ``profile`` is only the default; :meth:`resolve_profile` applies overrides."""
+
+    name: str
+    path: Path
+    title: str
+    reproduces: str
+    description: str
+    dataset: DatasetSpec
+    folds: int
+    split_seed: int
+    seeds: tuple[int, ...]
+    profile: str
+    overrides: Mapping[str, Any]
+    training: Training
+    noise: tuple[float, ...]
+    metrics: tuple[str, ...]
+    reference: str
+    arms: tuple[Arm, ...]
+
+    def arm(self, name: str) -> Arm:
+        for arm in self.arms:
+            if arm.name == name:
+                return arm
+        names = [a.name for a in self.arms]
+        raise ConfigError(f"study '{self.name}' has no arm '{name}'{did_you_mean(name, names)}; arms: {names}")
+
+    def resolve_profile(self, name: str | None = None) -> Profile:
+        """The profile named on the command line (or the study's default) with the study's overrides."""
+        return get_profile(name or self.profile).with_overrides(self.overrides, source=str(self.path))
+
+
+def studies_dir() -> Path:
+    """``studies/`` of the current directory when present, else the one next to the installed package."""
+    local = Path.cwd() / "studies"
+    if local.is_dir():
+        return local
+    return Path(__file__).resolve().parent.parent / "studies"
+
+
+def study_paths(directory: Path | None = None) -> dict[str, Path]:
+    """Study name → file, skipping ``_base*`` files."""
+    directory = directory or studies_dir()
+    return {p.stem: p for p in sorted(directory.glob("*.yaml")) if not p.stem.startswith("_")}
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if key != "arms" and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _resolve_includes(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    if path in seen:
+        chain = " → ".join(str(p.name) for p in (*seen, path))
+        raise ConfigError(f"{path}: include cycle: {chain}")
+    data = read_yaml(path)
+    include = data.pop("include", None)
+    if include is None:
+        return data
+    if not isinstance(include, str):
+        raise ConfigError(f"{path}: include: expected a file name, got {include!r}")
+    base_path = (path.parent / include).resolve()
+    if not base_path.exists():
+        raise ConfigError(f"{path}: include: file '{include}' not found next to it")
+    return _merge(_resolve_includes(base_path, (*seen, path)), data)
+
+
+class _Reader:
+    """Typed access to a YAML mapping with errors naming the file and the key path."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.path}: {key}: {message}")
+
+    def check_keys(self, data: Mapping[str, Any], allowed, prefix: str = "") -> None:
+        if not isinstance(data, Mapping):
+            raise self.fail(prefix.rstrip(".") or "(top)", f"expected a mapping, got {data!r}")
+        for key in data:
+            if key not in allowed:
+                raise self.fail(
+                    f"{prefix}{key}",
+                    f"unknown key{did_you_mean(str(key), allowed)}; expected one of {', '.join(sorted(allowed))}",
+                )
+
+    def typed(self, key: str, value: Any, kind: type, *, minimum: float | None = None) -> Any:
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if kind is bool and not isinstance(value, bool) or kind is not bool and isinstance(value, bool):
+            raise self.fail(key, f"expected {kind.__name__}, got {value!r}")
+        if not isinstance(value, kind):
+            raise self.fail(key, f"expected {kind.__name__}, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise self.fail(key, f"expected a value >= {minimum}, got {value!r}")
+        return value
+
+    def mapping(self, key: str, value: Any) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise self.fail(key, f"expected a mapping, got {value!r}")
+        return dict(value)
+
+
+def _training(r: _Reader, data: Any) -> Training:
+    data = r.mapping("training", data)
+    allowed = Training.__dataclass_fields__
+    r.check_keys(data, allowed, "training.")
+    values = {}
+    for key, value in data.items():
+        kind = type(getattr(Training, key))
+        values[key] = r.typed(f"training.{key}", value, kind, minimum=0 if kind in (int, float) else None)
+    training = Training(**values)
+    if training.optimizer not in ("adam", "adamw", "sgd"):
+        raise r.fail("training.optimizer", f"expected one of adam, adamw, sgd, got '{training.optimizer}'")
+    for key in ("flip_prob", "rotate_prob", "plateau_factor"):
+        if not 0 <= getattr(training, key) <= 1:
+            raise r.fail(f"training.{key}", f"expected a value in [0, 1], got {getattr(training, key)}")
+    return training
+
+
+def _arms(r: _Reader, data: Any, methods) -> tuple[Arm, ...]:
+    if not isinstance(data, Mapping) or not data:
+        raise r.fail("arms", "expected a non-empty mapping of arm name → {method, model_args, weights, label}")
+    arms = []
+    for name, spec in data.items():
+        if isinstance(spec, str):
+            spec = {"method": spec}
+        prefix = f"arms.{name}."
+        r.check_keys(spec if isinstance(spec, Mapping) else {}, ARM_KEYS, prefix)
+        if not isinstance(spec, Mapping) or "method" not in spec:
+            raise r.fail(f"arms.{name}", "expected a mapping with a 'method' key")
+        method = spec["method"]
+        if methods is not None and method not in methods:
+            raise r.fail(
+                f"{prefix}method",
+                f"unknown method '{method}'{did_you_mean(method, methods)}; available: {', '.join(methods.names())}",
+            )
+        weights = r.mapping(f"{prefix}weights", spec.get("weights"))
+        for key, value in weights.items():
+            r.typed(f"{prefix}weights.{key}", value, float, minimum=0)
+        if methods is not None and weights:
+            try:
+                methods.get(method).make_loss(weights)
+            except ConfigError as exc:
+                raise r.fail(f"{prefix}weights", str(exc)) from None
+        arms.append(
+            Arm(
+                name=str(name),
+                method=method,
+                label=str(spec.get("label", name)),
+                model_args=r.mapping(f"{prefix}model_args", spec.get("model_args")),
+                weights={k: float(v) for k, v in weights.items()},
+            )
+        )
+    return tuple(arms)
+
+
+def _float_list(r: _Reader, key: str, value: Any, *, minimum: float) -> tuple[float, ...]:
+    if not isinstance(value, list) or not value:
+        raise r.fail(key, f"expected a non-empty list of numbers, got {value!r}")
+    return tuple(float(r.typed(f"{key}[{i}]", v, float, minimum=minimum)) for i, v in enumerate(value))
+
+
+def parse_study(path: Path, data: dict[str, Any], methods=None) -> Study:
+    """Validate a merged study mapping. ``methods`` (a registry) enables the method-name checks."""
+    r = _Reader(path)
+    r.check_keys(data, STUDY_KEYS)
+    for key in ("title", "arms"):
+        if key not in data:
+            raise r.fail(key, f"missing; a study needs {STUDY_KEYS[key]}")
+    dataset = r.mapping("dataset", data.get("dataset"))
+    r.check_keys(dataset, DATASET_KEYS, "dataset.")
+    profile = str(data.get("profile", "cpu"))
+    if profile not in PROFILES:
+        raise r.fail("profile", f"unknown profile '{profile}'{did_you_mean(profile, PROFILES)}; expected one of {', '.join(PROFILES)}")
+    metrics = data.get("metrics", ["dsc", "ppv", "tpr", "vd", "acc", "sn", "sp", "auc"])
+    if not isinstance(metrics, list) or not metrics:
+        raise r.fail("metrics", f"expected a non-empty list, got {metrics!r}")
+    for i, m in enumerate(metrics):
+        if m not in METRICS:
+            raise r.fail(f"metrics[{i}]", f"unknown metric '{m}'{did_you_mean(str(m), METRICS)}; expected one of {', '.join(METRICS)}")
+    seeds = data.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds:
+        raise r.fail("seeds", f"expected a non-empty list of integers, got {seeds!r}")
+    seeds = tuple(r.typed(f"seeds[{i}]", s, int, minimum=0) for i, s in enumerate(seeds))
+    if len(set(seeds)) != len(seeds):
+        raise r.fail("seeds", f"seeds repeat: {list(seeds)}")
+    noise = _float_list(r, "noise", data.get("noise", [0.0]), minimum=0.0)
+    if 0.0 not in noise:
+        raise r.fail("noise", f"the grid must contain 0.0 (the clean evaluation), got {list(noise)}")
+    arms = _arms(r, data["arms"], methods)
+    names = [a.name for a in arms]
+    reference = str(data.get("reference", names[-1]))
+    if reference not in names:
+        raise r.fail("reference", f"no arm named '{reference}'{did_you_mean(reference, names)}; arms: {', '.join(names)}")
+    study = Study(
+        name=path.stem,
+        path=path,
+        title=str(data["title"]),
+        reproduces=str(data.get("reproduces", "")),
+        description=str(data.get("description", "")),
+        dataset=DatasetSpec(name=str(dataset.get("name", "synthetic")), options=r.mapping("dataset.options", dataset.get("options"))),
+        folds=r.typed("folds", data.get("folds", 5), int, minimum=2),
+        split_seed=r.typed("split_seed", data.get("split_seed", 0), int, minimum=0),
+        seeds=seeds,
+        profile=profile,
+        overrides=r.mapping("overrides", data.get("overrides")),
+        training=_training(r, data.get("training")),
+        noise=tuple(sorted(set(noise))),
+        metrics=tuple(metrics),
+        reference=reference,
+        arms=arms,
+    )
+    study.resolve_profile()  # validates overrides now, not at run time
+    return study
+
+
+def load_study(name_or_path: str, *, directory: Path | None = None, check_methods: bool = True) -> Study:
+    """Load a study by name (``studies/<name>.yaml``) or by path, with includes and validation."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml"):
+        path = candidate
+        if not path.exists():
+            raise ConfigError(f"study file '{path}' not found")
+    else:
+        paths = study_paths(directory)
+        if name_or_path not in paths:
+            raise ConfigError(
+                f"unknown study '{name_or_path}'{did_you_mean(name_or_path, paths)}; "
+                f"available: {', '.join(paths) or '(none in ' + str(directory or studies_dir()) + ')'}"
+            )
+        path = paths[name_or_path]
+    methods = None
+    if check_methods:
+        from bench.registry import METHODS, load_plugins
+
+        load_plugins()
+        methods = METHODS
+    return parse_study(path, _resolve_includes(path.resolve()), methods)

@@ -1,0 +1,134 @@
+"""One unit (arm × fold × seed): build, train, evaluate, write its run directory, DONE.json last.
+
+:func:`run_unit` is the function every executor calls, in this process or in a worker. It reads
+nothing but its :class:`~bench.spec.UnitSpec` and the files that spec names, so it runs the same
+inline, in a local pool or on a cluster node.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.spec import UnitSpec, code_version
+from bench.store import DONE, FAILED, SPEC, write_json_atomic
+
+__all__ = ["run_unit", "Event"]
+
+Event = Callable[[dict[str, Any]], None]
+
+
+def _seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _device():
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _train_and_evaluate(spec: UnitSpec, directory: Path, emit: Event) -> dict[str, Any]:
+    import pandas as pd
+    import torch
+    from monai.data import set_track_meta
+    from torch.utils.data import DataLoader
+
+    from bench.data.dataset import VolumeDataset, load_volumes
+    from bench.data.manifest import read_manifest
+    from bench.evaluate import evaluate
+    from bench.registry import METHODS, load_plugins
+    from bench.loop import train
+    from bench.splits import read_splits
+    from bench.study import Training
+    from bench.tasks import get_task
+
+    set_track_meta(False)
+    load_plugins()
+    method = METHODS.get(spec.method)
+    task = get_task(spec.kind)
+    profile, training = spec.profile, Training(**spec.training)
+    cases = read_manifest(Path(spec.manifest))
+    splits = read_splits(Path(spec.splits_path))
+    if splits.hash != spec.split_hash:
+        raise RuntimeError(f"{spec.splits_path}: split hash {splits.hash} differs from the planned {spec.split_hash}")
+    train_cases, test_cases = splits.train_test(spec.fold, cases)
+    cache = Path(spec.cache_dir)
+    unit_seed = spec.seed * 1000 + spec.fold
+    _seed_everything(unit_seed)
+    device = _device()
+    train_set = VolumeDataset(train_cases, load_volumes(cache, train_cases), augment=training.augment,
+                              flip_prob=training.flip_prob, rotate_prob=training.rotate_prob,
+                              rotate_degrees=training.rotate_degrees, seed=unit_seed)
+    generator = torch.Generator().manual_seed(unit_seed)
+    loader = DataLoader(train_set, batch_size=profile["batch"], shuffle=True, drop_last=len(train_set) > profile["batch"],
+                        num_workers=profile["workers"], generator=generator, pin_memory=device.type == "cuda",
+                        persistent_workers=profile["workers"] > 0)
+    model = method.build(in_channels=1, num_classes=2, spatial_size=profile["size"], width=profile["width"],
+                         **spec.model_args).to(device)
+    loss_fn = method.make_loss(spec.weights).to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    history_rows: list[dict[str, Any]] = []
+
+    def on_epoch(row: dict[str, Any]) -> None:
+        history_rows.append(row)
+        pd.DataFrame(history_rows).to_csv(directory / "history.csv", index=False)
+        emit({"type": "epoch", "epoch": row["epoch"], "loss": row["loss"]})
+
+    start = time.perf_counter()
+    train(model, loss_fn, loader, task=task, method=spec.method, epochs=profile["epochs"], lr=profile["lr"],
+          training=training, device=device, on_epoch=on_epoch)
+    train_seconds = time.perf_counter() - start
+    emit({"type": "evaluate", "cases": len(test_cases)})
+    start = time.perf_counter()
+    rows, masks = evaluate(model, loss_fn, test_cases, load_volumes(cache, test_cases), sigmas=spec.noise, device=device)
+    eval_seconds = time.perf_counter() - start
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "study", spec.study)
+    frame.insert(1, "arm", spec.arm)
+    frame.insert(2, "method", spec.method)
+    frame.insert(3, "fold", spec.fold)
+    frame.insert(4, "seed", spec.seed)
+    frame["spec_hash"], frame["split_hash"], frame["code_version"] = spec.hash, spec.split_hash, code_version()
+    frame.to_parquet(directory / "per_case.parquet", index=False)
+    np.savez_compressed(directory / "predictions.npz", shape=np.asarray([profile["size"]] * 3), **masks)
+    if training.checkpoint:
+        torch.save(model.state_dict(), directory / "model.pt")
+    return {"params": n_params, "train_seconds": train_seconds, "eval_seconds": eval_seconds,
+            "epochs": profile["epochs"], "device": str(device), "test_cases": len(test_cases),
+            "train_cases": len(train_cases)}
+
+
+def run_unit(spec_data: dict[str, Any], directory: str, emit: Event | None = None) -> dict[str, Any]:
+    """Run one unit into ``directory``; returns ``{"status": "done" | "failed", ...}`` and never raises."""
+    spec = UnitSpec.from_json(spec_data)
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    emit = emit or (lambda event: None)
+    write_json_atomic(path / SPEC, spec.to_json())
+    emit({"type": "start", "epochs": spec.profile["epochs"]})
+    started = time.time()
+    try:
+        summary = _train_and_evaluate(spec, path, emit)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a failing unit is recorded; the others go on
+        failure = {"spec_hash": spec.hash, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
+                   "started": started, "finished": time.time()}
+        write_json_atomic(path / FAILED, failure)
+        emit({"type": "end", "status": "failed", "error": failure["error"]})
+        return {"status": "failed", **failure}
+    done = {"spec_hash": spec.hash, "code_version": code_version(), "started": started, "finished": time.time(), **summary}
+    write_json_atomic(path / DONE, done)
+    emit({"type": "end", "status": "done"})
+    return {"status": "done", **done}
