@@ -26,7 +26,7 @@ class LeakageError(DataError):
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for close matches of ``word``, or an empty string."""
-    matches = difflib.get_close_matches(str(word), sorted(options), n=3, cutoff=0.6)
+    matches = difflib.get_close_matches(str(word), sorted(options), n=3, cutoff=0.7)
     if not matches:
         return ""
     return " (did you mean " + " or ".join(f"'{m}'" for m in matches) + "?)"

@@ -26,15 +26,18 @@ def foreground_prob(seg_logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(seg_logits, dim=1)[:, 1]
 
 
-def soft_dice_loss(prob: torch.Tensor, target: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """1 − soft Dice, per sample then averaged over the batch.
+def soft_dice_loss(prob: torch.Tensor, target: torch.Tensor, eps: float = 1e-5, *, batch: bool = False) -> torch.Tensor:
+    """1 − soft Dice.
 
     Args:
         prob: float [B, D, H, W] in [0, 1].
         target: float [B, D, H, W] in {0, 1}.
+        batch: pool the sums over the whole batch ("batch Dice", nnU-Net) instead of averaging
+            per-sample Dice. Lesion-free samples (NMOSD brains can be normal) then do not push
+            every voxel towards background on their own.
     A sample with an empty target and an empty prediction scores a loss of 0 (the eps terms).
     """
-    dims = tuple(range(1, prob.ndim))
+    dims = tuple(range(0 if batch else 1, prob.ndim))
     inter = (prob * target).sum(dims)
     denom = prob.sum(dims) + target.sum(dims)
     return (1.0 - (2.0 * inter + eps) / (denom + eps)).mean()
@@ -81,14 +84,15 @@ def _seg_terms(out: ModelOutput, batch: Mapping[str, torch.Tensor]) -> dict[str,
         bce = F.binary_cross_entropy_with_logits(logits[:, 0], target)
     else:
         bce = F.cross_entropy(logits, target.long())
-    return {"dice": soft_dice_loss(prob, target), "bce": bce}
+    return {"dice": soft_dice_loss(prob, target, batch=True), "bce": bce}
 
 
 class SegmentationLoss(MethodLoss):
     """Soft Dice + voxel-wise cross-entropy, the usual loss of the UNet family of baselines.
 
     Decision (no paper gives the baselines' loss): Dice + CE with equal weights, as nnU-Net and
-    MONAI's DiceCELoss; either weight can be set to 0 in a study.
+    MONAI's DiceCELoss; either weight can be set to 0 in a study. The Dice is a batch Dice (sums
+    pooled over the batch, as nnU-Net), so lesion-free NMOSD scans do not dominate it.
     """
 
     def __init__(self, dice: float = 1.0, bce: float = 1.0) -> None:

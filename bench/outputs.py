@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["ModelOutput", "Prediction", "SegmentationNet", "ClassificationNet"]
+__all__ = ["ModelOutput", "Prediction", "SegmentationNet", "ClassificationNet", "prior_logit"]
 
 
 @dataclass(frozen=True)
@@ -59,15 +60,34 @@ class Prediction:
     seg_uncertainty: torch.Tensor | None = None
 
 
-class SegmentationNet(nn.Module):
-    """Wrap a network returning a tensor of segmentation logits so that it returns a ModelOutput."""
+def prior_logit(prior: float) -> float:
+    """The logit of a foreground prior: ``log(π / (1 − π))``; −4.6 for π = 0.01."""
+    if not 0.0 < prior < 1.0:
+        raise ValueError(f"prior must be in (0, 1), got {prior}")
+    return math.log(prior / (1.0 - prior))
 
-    def __init__(self, net: nn.Module) -> None:
+
+class SegmentationNet(nn.Module):
+    """Wrap a network returning a tensor of segmentation logits so that it returns a ModelOutput.
+
+    Args:
+        net: module mapping [B, 1, D, H, W] to logits [B, 1, D, H, W].
+        prior: initial foreground probability of every voxel (RetinaNet's prior initialisation,
+            Lin et al. 2017): a learnable output offset starts at ``logit(prior)``. Lesions fill
+            about 0.1 % of a brain volume; starting at p = 0.5 spends the first epochs only
+            learning "background everywhere", and at the CPU profiles' budgets the network never
+            leaves that phase (measured: test DSC 0.26 = all-empty vs 0.65 after 6 epochs at 48³).
+            ``None`` keeps the network as it is.
+    """
+
+    def __init__(self, net: nn.Module, *, prior: float | None = 0.01) -> None:
         super().__init__()
         self.net = net
+        self.offset = nn.Parameter(torch.tensor(prior_logit(prior))) if prior is not None else None
 
     def forward(self, image: torch.Tensor) -> ModelOutput:
-        return ModelOutput(seg_logits=self.net(image))
+        logits = self.net(image)
+        return ModelOutput(seg_logits=logits + self.offset if self.offset is not None else logits)
 
 
 class ClassificationNet(nn.Module):

@@ -1,0 +1,95 @@
+"""Shared fixtures: an isolated cache, tiny NIfTI datasets, and an in-process CLI runner."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """Every test uses its own cache for generated cohorts and preprocessed volumes."""
+    cache = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("BENCH_CACHE")
+    os.environ["BENCH_CACHE"] = str(cache)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield cache
+    if old is None:
+        os.environ.pop("BENCH_CACHE", None)
+    else:
+        os.environ["BENCH_CACHE"] = old
+
+
+@pytest.fixture(autouse=True)
+def repo_cwd(monkeypatch):
+    """Run from the repository root so `studies/` is found, as a user would."""
+    monkeypatch.chdir(REPO)
+
+
+def save_nifti(path: Path, array: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(array, np.diag([*spacing, 1.0])), str(path))
+    return path
+
+
+def brain_volume(shape=(20, 22, 18), lesion=True, seed=0) -> tuple[np.ndarray, np.ndarray]:
+    """A padded blob 'brain' with one cubic lesion."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros(shape, np.float32)
+    image[3:-3, 3:-3, 3:-3] = 1.0 + 0.05 * rng.standard_normal((shape[0] - 6, shape[1] - 6, shape[2] - 6))
+    mask = np.zeros(shape, np.uint8)
+    if lesion:
+        mask[8:12, 9:13, 7:11] = 1
+        image[mask == 1] = 1.6
+    return image, mask
+
+
+def write_dataset(root: Path, n_per_class: int = 4) -> Path:
+    """A manifest dataset of 2·n_per_class scans (one per patient) with real NIfTI files."""
+    rows = ["scan_id,patient_id,timepoint,label,site,image_path,mask_path"]
+    for i in range(2 * n_per_class):
+        label = "MS" if i < n_per_class else "NMOSD"
+        image, mask = brain_volume(seed=i)
+        save_nifti(root / f"img_{i}.nii.gz", image)
+        save_nifti(root / f"mask_{i}.nii.gz", mask)
+        rows.append(f"s{i},p{i},0,{label},A,img_{i}.nii.gz,mask_{i}.nii.gz")
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return root / "manifest.csv"
+
+
+@pytest.fixture
+def dataset_dir(tmp_path) -> Path:
+    return write_dataset(tmp_path / "data").parent
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self) -> str:
+        return f"CliResult(code={self.code}, out={self.out[-500:]!r}, err={self.err[-1500:]!r})"
+
+
+@pytest.fixture
+def bench_cli(capsys, monkeypatch):
+    """Run `bench ARGS...` in-process through the real entry point (exit code, stdout, stderr)."""
+    from bench.cli import main
+
+    def run(*args: str) -> CliResult:
+        monkeypatch.setattr(sys, "argv", ["bench", *map(str, args)])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
