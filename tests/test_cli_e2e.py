@@ -219,3 +219,18 @@ def test_check_and_ls(bench_cli):
     assert result.code == 0 and "unet3d" in result.out and "resnet34" in result.out and "0.30 M" in result.out
     result = bench_cli("ls", "studies")
     assert result.code == 0 and "smoke" in result.out
+
+
+def test_report_warns_when_rows_come_from_several_code_versions(smoke_runs, bench_cli, tmp_path):
+    import shutil
+
+    runs, _, _ = smoke_runs
+    copy = tmp_path / "runs"
+    shutil.copytree(runs / "smoke", copy / "smoke")
+    per_case = next(copy.glob("smoke/unet3d/fold_0/seed_0/per_case.parquet"))
+    frame = pd.read_parquet(per_case)
+    frame["code_version"] = "0.0.0+other"
+    frame.to_parquet(per_case, index=False)
+    result = bench_cli("report", "smoke", "--runs-dir", copy, "--out", tmp_path / "reports")
+    assert result.code == 0, result
+    assert "come from 2 code versions" in (tmp_path / "reports" / "smoke" / "report.md").read_text()

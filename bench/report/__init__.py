@@ -75,6 +75,11 @@ def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
              "empty-mask policy (empty reference and/or empty prediction; see `bench/metrics/seg.py`).", ""]
     if missing:
         lines += [f"Arms without finished units (not shown): {', '.join(missing)}.", ""]
+    versions = sorted(per_case["code_version"].unique())
+    if len(versions) > 1:
+        lines += [f"**Warning:** these results come from {len(versions)} code versions ({', '.join(versions)}). "
+                  "The spec hash does not cover the code, so delete the study's run folder and rerun to compare "
+                  "methods under one version.", ""]
     if (out / "roc.png").exists():
         lines += ["## ROC", "", "![ROC](roc.png)", ""]
     lines += ["## Provenance", "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in provenance.items()), ""]

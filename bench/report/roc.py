@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,14 +44,16 @@ def plot_roc(per_case: pd.DataFrame, arms: Sequence[str], labels: Sequence[str],
             aucs.append(roc_auc_score(fold["label"], fold["prob_nmosd"]))
         if not tprs:
             continue
-        mean, std = np.mean(tprs, axis=0), np.std(tprs, axis=0)
+        ddof = 1 if len(tprs) > 1 else 0  # sample std, as in the tables
+        mean, std = np.mean(tprs, axis=0), np.std(tprs, axis=0, ddof=ddof)
         mean[-1] = 1.0
         ax.plot(grid, mean, color=colour, linewidth=2.0,
-                label=f"{label} (AUC {np.mean(aucs) * 100:.1f} ± {np.std(aucs) * 100:.1f})")
+                label=f"{label} (AUC {np.mean(aucs) * 100:.1f} ± {np.std(aucs, ddof=ddof) * 100:.1f})")
         ax.fill_between(grid, np.clip(mean - std, 0, 1), np.clip(mean + std, 0, 1), color=colour, alpha=0.15)
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="chance")
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate (1 − specificity)",
-           ylabel="True positive rate (sensitivity, NMOSD)", title=title)
+           ylabel="True positive rate (sensitivity, NMOSD)")
+    ax.set_title(textwrap.fill(title, 48), fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
