@@ -41,6 +41,8 @@ STUDY_KEYS = {
     "noise": "Gaussian-noise σ grid for evaluation",
     "metrics": "metric columns of the table",
     "reference": "the arm every other arm is compared with",
+    "correction": "multiplicity correction: holm (default) or fdr_bh",
+    "alpha": "significance level (default 0.05)",
     "arms": "the arms (name → method, model_args, weights, label)",
 }
 ARM_KEYS = ("method", "label", "model_args", "weights")
@@ -101,6 +103,8 @@ class Study:
     metrics: tuple[str, ...]
     reference: str
     arms: tuple[Arm, ...]
+    correction: str = "holm"
+    alpha: float = 0.05
 
     def arm(self, name: str) -> Arm:
         for arm in self.arms:
@@ -298,6 +302,12 @@ def parse_study(path: Path, data: dict[str, Any], methods=None) -> Study:
     reference = str(data.get("reference", names[-1]))
     if reference not in names:
         raise r.fail("reference", f"no arm named '{reference}'{did_you_mean(reference, names)}; arms: {', '.join(names)}")
+    correction = str(data.get("correction", "holm"))
+    if correction not in ("holm", "fdr_bh"):
+        raise r.fail("correction", f"expected holm or fdr_bh, got '{correction}'{did_you_mean(correction, ('holm', 'fdr_bh'))}")
+    alpha = r.typed("alpha", data.get("alpha", 0.05), float, minimum=0.0)
+    if not 0 < alpha < 1:
+        raise r.fail("alpha", f"expected a value in (0, 1), got {alpha}")
     study = Study(
         name=path.stem,
         path=path,
@@ -315,6 +325,8 @@ def parse_study(path: Path, data: dict[str, Any], methods=None) -> Study:
         metrics=tuple(metrics),
         reference=reference,
         arms=arms,
+        correction=correction,
+        alpha=alpha,
     )
     study.resolve_profile()  # validates overrides now, not at run time
     return study

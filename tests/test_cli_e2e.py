@@ -104,7 +104,8 @@ def test_report_from_run_directories(smoke_runs, bench_cli, tmp_path):
     result = bench_cli("report", "smoke", "--runs-dir", runs, "--out", tmp_path)
     assert result.code == 0, result
     out = tmp_path / "smoke"
-    for name in ("table.md", "table.tex", "table.csv", "folds.csv", "roc.png", "roc.pdf", "report.md"):
+    for name in ("table.md", "table.tex", "table.csv", "folds.csv", "roc.png", "roc.pdf", "report.md", "report.html",
+                 "significance.md", "significance.csv", "provenance.json"):
         assert (out / name).stat().st_size > 0, name
     table = pd.read_csv(out / "table.csv")
     assert list(table["arm"]) == ["unet3d", "resnet34"] and (table["n_folds"] == 3).all()

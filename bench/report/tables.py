@@ -47,26 +47,29 @@ def rank_marks(values: Sequence[float], direction: str) -> list[str]:
     return marks
 
 
-def _cells(table: pd.DataFrame, metrics: Sequence[str], bold, underline, pm: str) -> dict[str, list[str]]:
+def _cells(table: pd.DataFrame, metrics: Sequence[str], bold, underline, pm: str, marks=None, marker: str = "") -> dict[str, list[str]]:
+    """Cell texts per header; ``marks`` = {(arm, metric)} significantly different from the reference."""
+    marks = marks or set()
     columns = {}
     for m in metrics:
         info = METRICS[m]
         scale = 100.0 if info.percent else 1.0
         means = [round(v * scale, 2) if not math.isnan(v) else math.nan for v in table[f"{m}_mean"]]
-        marks = rank_marks(means, info.direction)
+        rank = rank_marks(means, info.direction)
         cells = []
-        for mean, std, mark in zip(means, table[f"{m}_std"], marks):
+        for arm, mean, std, mark in zip(table["arm"], means, table[f"{m}_std"], rank):
             if math.isnan(mean):
                 cells.append("–")
                 continue
             text = f"{mean:.2f}" + ("" if math.isnan(std) else f"{pm}{std * scale:.2f}")
-            cells.append(bold(text) if mark == "best" else underline(text) if mark == "second" else text)
+            text = bold(text) if mark == "best" else underline(text) if mark == "second" else text
+            cells.append(text + (marker if (arm, m) in marks else ""))
         columns[info.header] = cells
     return columns
 
 
-def to_markdown(table: pd.DataFrame, labels: Sequence[str], metrics: Sequence[str]) -> str:
-    cols = _cells(table, metrics, lambda t: f"**{t}**", lambda t: f"<u>{t}</u>", " ± ")
+def to_markdown(table: pd.DataFrame, labels: Sequence[str], metrics: Sequence[str], marks=None) -> str:
+    cols = _cells(table, metrics, lambda t: f"**{t}**", lambda t: f"<u>{t}</u>", " ± ", marks, " †")
     header = ["Method", *cols]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + [":---:"] * len(cols)) + "|"]
     for i, label in enumerate(labels):
@@ -74,17 +77,21 @@ def to_markdown(table: pd.DataFrame, labels: Sequence[str], metrics: Sequence[st
     return "\n".join(lines) + "\n"
 
 
-def _latex_escape(text: str) -> str:
+def latex_escape(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("±", r"$\pm$"),
-                 ("³", r"$^3$"), ("σ", r"$\sigma$")):
+                 ("³", r"$^3$"), ("σ", r"$\sigma$"), ("×", r"$\times$"), ("−", "-"), ("–", "--"), ("—", "---"),
+                 ("β", r"$\beta$"), ("α", r"$\alpha$"), ("→", r"$\rightarrow$"), ("≤", r"$\leq$"), ("≥", r"$\geq$"),
+                 ("†", r"$^{\dagger}$")):
         text = text.replace(a, b)
     return text
 
 
-def to_latex(table: pd.DataFrame, labels: Sequence[str], metrics: Sequence[str], caption: str) -> str:
-    """A booktabs table (``\\toprule``/``\\midrule``/``\\bottomrule``) through pandas' Styler."""
-    cols = _cells(table, metrics, lambda t: rf"\textbf{{{t}}}", lambda t: rf"\underline{{{t}}}", r" $\pm$ ")
-    frame = pd.DataFrame({"Method": [_latex_escape(lab) for lab in labels],
-                          **{_latex_escape(h): v for h, v in cols.items()}}).replace("–", "--")
-    return frame.style.hide(axis="index").to_latex(hrules=True, caption=_latex_escape(caption), position="t",
+def to_latex(table: pd.DataFrame, labels: Sequence[str], metrics: Sequence[str], caption: str, marks=None) -> str:
+    """A booktabs table (``\\toprule``/``\\midrule``/``\\bottomrule``) through pandas' Styler; compiles in a
+    plain ``article`` with ``\\usepackage{booktabs}``."""
+    cols = _cells(table, metrics, lambda t: rf"\textbf{{{t}}}", lambda t: rf"\underline{{{t}}}", r" $\pm$ ", marks,
+                  r"$^{\dagger}$")
+    frame = pd.DataFrame({"Method": [latex_escape(lab) for lab in labels],
+                          **{latex_escape(h): v for h, v in cols.items()}}).replace("–", "--")
+    return frame.style.hide(axis="index").to_latex(hrules=True, caption=latex_escape(caption), position="t",
                                 column_format="l" + "c" * len(cols), position_float="centering")

@@ -1,0 +1,172 @@
+"""Paired significance tests (STATS.md). Every comparison in the suite is paired, on one split.
+
+| question | function |
+|---|---|
+| two methods, per-case segmentation metric | :func:`wilcoxon_paired` + :func:`paired_bootstrap_ci` |
+| two classifiers, AUC | :func:`delong_test` (correlated ROC curves; DeLong et al. 1988, fast form of Sun & Xu 2014) |
+| two classifiers, accuracy | :func:`mcnemar_exact` (statsmodels) |
+| per-fold summaries, k folds × r repeats | :func:`corrected_ttest` (Nadeau & Bengio 2003) |
+| three or more methods | :func:`friedman` + pairwise Wilcoxon with Holm; :func:`nemenyi_cd` |
+| many comparisons | :func:`adjust` (Holm or Benjamini–Hochberg through statsmodels) |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+from bench.errors import BenchError
+
+__all__ = ["TestResult", "require_same_split", "wilcoxon_paired", "paired_bootstrap_ci", "delong_test", "mcnemar_exact",
+           "corrected_ttest", "friedman", "adjust", "nemenyi_cd", "average_ranks"]
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """A test's outcome: statistic, two-sided p-value, the effect (a − b) and its 95 % CI where defined."""
+
+    test: str
+    statistic: float
+    p: float
+    effect: float = float("nan")
+    ci_low: float = float("nan")
+    ci_high: float = float("nan")
+    n: int = 0
+
+
+def require_same_split(*split_hashes: Sequence[str] | str) -> str:
+    """The one split hash shared by all inputs, or a :class:`BenchError` naming the ones that differ."""
+    found = set()
+    for item in split_hashes:
+        found |= {item} if isinstance(item, str) else set(item)
+    if len(found) != 1:
+        raise BenchError(f"cannot compare results from different splits (split hashes {', '.join(sorted(found))}); "
+                         "rerun the arms on one splits.json")
+    return found.pop()
+
+
+def paired_bootstrap_ci(a, b, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of ``a − b`` and its percentile bootstrap CI, resampling cases (pairs) with replacement."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    return float(d.mean()), float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
+def wilcoxon_paired(a, b, *, n_boot: int = 2000, seed: int = 0) -> TestResult:
+    """Wilcoxon signed-rank test on paired per-case values (two-sided) with a bootstrap CI of the mean difference."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(f"need two equal-length 1-D samples of >= 2 paired values, got {a.shape} and {b.shape}")
+    effect, low, high = paired_bootstrap_ci(a, b, n_boot=n_boot, seed=seed)
+    if np.allclose(a, b):
+        return TestResult("Wilcoxon signed-rank", 0.0, 1.0, effect, low, high, len(a))
+    res = sps.wilcoxon(a, b, zero_method="wilcox", alternative="two-sided")
+    return TestResult("Wilcoxon signed-rank", float(res.statistic), float(res.pvalue), effect, low, high, len(a))
+
+
+def _delong_components(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AUCs [k] and their covariance [k, k] for k score vectors on the same cases (fast DeLong)."""
+    pos, neg = scores[:, y == 1], scores[:, y == 0]
+    m, n = pos.shape[1], neg.shape[1]
+    if m < 2 or n < 2:
+        raise ValueError(f"DeLong needs at least 2 positives and 2 negatives, got {m} and {n}")
+    allv = np.concatenate([pos, neg], axis=1)
+    tx = np.apply_along_axis(sps.rankdata, 1, pos)
+    ty = np.apply_along_axis(sps.rankdata, 1, neg)
+    tz = np.apply_along_axis(sps.rankdata, 1, allv)
+    aucs = tz[:, :m].sum(axis=1) / (m * n) - (m + 1.0) / (2.0 * n)
+    v01 = (tz[:, :m] - tx) / n
+    v10 = 1.0 - (tz[:, m:] - ty) / m
+    cov = np.atleast_2d(np.cov(v01)) / m + np.atleast_2d(np.cov(v10)) / n
+    return aucs, cov
+
+
+def delong_test(labels, scores_a, scores_b) -> TestResult:
+    """DeLong test for two correlated ROC AUCs on the same cases; effect = AUC_a − AUC_b."""
+    y = np.asarray(labels, int)
+    aucs, cov = _delong_components(y, np.vstack([np.asarray(scores_a, float), np.asarray(scores_b, float)]))
+    diff = float(aucs[0] - aucs[1])
+    var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+    if var <= 0:
+        z, p = 0.0, 1.0 if diff == 0 else 0.0
+    else:
+        z = diff / np.sqrt(var)
+        p = float(2 * sps.norm.sf(abs(z)))
+    half = 1.959963984540054 * np.sqrt(max(var, 0.0))
+    return TestResult("DeLong", float(z), p, diff, diff - half, diff + half, len(y))
+
+
+def mcnemar_exact(correct_a, correct_b) -> TestResult:
+    """Exact McNemar test on paired correctness (booleans per case); effect = ACC_a − ACC_b."""
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    table = [[int((a & b).sum()), int((a & ~b).sum())], [int((~a & b).sum()), int((~a & ~b).sum())]]
+    res = mcnemar(table, exact=True)
+    return TestResult("exact McNemar", float(res.statistic), float(res.pvalue), float(a.mean() - b.mean()), n=len(a))
+
+
+def corrected_ttest(differences, n_train: float, n_test: float) -> TestResult:
+    """Nadeau–Bengio corrected resampled t-test on per-fold differences (k folds × r repeats).
+
+    t = mean(d) / sqrt((1/J + n_test/n_train) · s²), J = len(d), s² the sample variance, J − 1 degrees of freedom.
+    """
+    d = np.asarray(differences, float)
+    d = d[~np.isnan(d)]
+    j = len(d)
+    if j < 2:
+        return TestResult("corrected resampled t", float("nan"), float("nan"), float(d.mean()) if j else float("nan"), n=j)
+    var = float(d.var(ddof=1))
+    mean = float(d.mean())
+    if var == 0:
+        return TestResult("corrected resampled t", float("inf") if mean else 0.0, 0.0 if mean else 1.0, mean, n=j)
+    se = np.sqrt((1.0 / j + n_test / n_train) * var)
+    t = mean / se
+    p = float(2 * sps.t.sf(abs(t), df=j - 1))
+    half = float(sps.t.ppf(0.975, df=j - 1) * se)
+    return TestResult("corrected resampled t", float(t), p, mean, mean - half, mean + half, j)
+
+
+def average_ranks(matrix: np.ndarray, direction: str) -> np.ndarray:
+    """Mean rank of each column over rows (blocks); rank 1 = best by ``direction`` (``max``/``min``)."""
+    values = -matrix if direction == "max" else matrix
+    return np.apply_along_axis(sps.rankdata, 1, values).mean(axis=0)
+
+
+def friedman(matrix: np.ndarray) -> TestResult:
+    """Friedman test over blocks (rows) × methods (columns, ≥ 3)."""
+    matrix = np.asarray(matrix, float)
+    if matrix.ndim != 2 or matrix.shape[1] < 3:
+        raise ValueError(f"Friedman needs a blocks × methods matrix with >= 3 methods, got {matrix.shape}")
+    res = sps.friedmanchisquare(*matrix.T)
+    return TestResult("Friedman", float(res.statistic), float(res.pvalue), n=matrix.shape[0])
+
+
+def adjust(pvalues: Sequence[float], method: str = "holm") -> np.ndarray:
+    """Multiplicity-adjusted p-values (``holm`` or ``fdr_bh``) through statsmodels; NaNs stay NaN."""
+    from statsmodels.stats.multitest import multipletests
+
+    if method not in ("holm", "fdr_bh"):
+        raise BenchError(f"unknown correction '{method}'; expected holm or fdr_bh")
+    p = np.asarray(pvalues, float)
+    out = np.full_like(p, np.nan)
+    ok = ~np.isnan(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method=method)[1]
+    return out
+
+
+# Two-tailed Nemenyi critical values q_0.05 for k = 2..10 methods (Demšar 2006, Table 5).
+_Q05 = {2: 1.960, 3: 2.343, 4: 2.569, 5: 2.728, 6: 2.850, 7: 2.949, 8: 3.031, 9: 3.102, 10: 3.164}
+
+
+def nemenyi_cd(k: int, n_blocks: int) -> float:
+    """Nemenyi critical difference of average ranks at α = 0.05: q_α · sqrt(k(k+1) / (6N))."""
+    if k not in _Q05:
+        raise ValueError(f"critical values are tabulated for 2..10 methods, got {k}")
+    return _Q05[k] * float(np.sqrt(k * (k + 1) / (6.0 * n_blocks)))

@@ -1,0 +1,132 @@
+"""A full report over fabricated run directories with a known answer: three arms where the reference
+is clearly best, a noise grid, and every output (markers, significance, CD, noise, HTML, LaTeX)."""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.errors import BenchError
+from bench.report import build_report
+from bench.study import load_study
+
+ARMS = {"good": 0.80, "mid": 0.70, "bad": 0.45}  # mean DSC; classification quality follows the same order
+N_CASES, FOLDS = 40, 4
+
+
+def _write_runs(root, split_hash="s1", arms=ARMS):
+    rng = np.random.default_rng(0)
+    labels = np.arange(N_CASES) % 2
+    for a, (arm, quality) in enumerate(arms.items()):
+        for fold in range(FOLDS):
+            unit = root / "fab" / arm / f"fold_{fold}" / "seed_0"
+            unit.mkdir(parents=True)
+            rows = []
+            for case in range(fold * N_CASES // FOLDS, (fold + 1) * N_CASES // FOLDS):  # both labels in every fold
+                for sigma in (0.0, 0.1):
+                    dsc = float(np.clip(quality - 2 * sigma + 0.05 * rng.standard_normal(), 0, 1))
+                    prob = float(np.clip(0.5 + (labels[case] - 0.5) * quality * 1.2 + 0.25 * rng.standard_normal(), 0, 1))
+                    rows.append({"study": "fab", "arm": arm, "method": "m", "fold": fold, "seed": 0, "case_id": f"c{case}",
+                                 "patient_id": f"p{case}", "site": "A", "label": int(labels[case]), "sigma": sigma,
+                                 "prob_nmosd": prob, "pred": int(prob >= 0.5), "dsc": dsc, "ppv": dsc, "tpr": dsc, "vd": 1 - dsc,
+                                 "hd95": 10 * (1 - dsc), "assd": 2 * (1 - dsc), "lesion_f1": dsc, "ref_empty": False,
+                                 "pred_empty": False, "imputed": False, "spec_hash": f"h{a}{fold}",
+                                 "split_hash": split_hash if arm != "bad" else split_hash.replace("X", "Y"),
+                                 "code_version": "test"})
+            pd.DataFrame(rows).to_parquet(unit / "per_case.parquet")
+            spec = {"data_fingerprint": "d", "split_hash": split_hash, "seed": 0, "fold": fold, "noise": [0.0, 0.1],
+                    "profile": {"name": "smoke", "size": 32, "epochs": 2, "batch": 2, "width": 0.25, "lr": 0.001}}
+            (unit / "spec.json").write_text(json.dumps(spec))
+            (unit / "DONE.json").write_text(json.dumps({"spec_hash": f"h{a}{fold}"}))
+
+
+def _study(tmp_path):
+    path = tmp_path / "fab.yaml"
+    path.write_text("title: Fabricated study\nfolds: 4\nnoise: [0.0, 0.1]\nreference: good\n"
+                    "metrics: [dsc, vd, hd95, acc, sn, auc]\n"
+                    "arms:\n  good: {method: m, label: Good}\n  mid: {method: m, label: Mid}\n  bad: {method: m, label: Bad}\n")
+    return load_study(str(path), check_methods=False)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fab")
+    _write_runs(root / "runs")
+    return build_report(_study(root), root / "runs", root / "reports")
+
+
+def test_every_file_is_written(report):
+    names = {p.name for p in report.files}
+    assert {"table.md", "table.tex", "table.csv", "significance.md", "significance.csv", "versus_reference.csv", "roc.png",
+            "roc.pdf", "cd_dsc.png", "cd_dsc.pdf", "cd_acc.png", "noise.png", "noise.pdf", "report.md", "report.html"} <= names
+    for path in report.files:
+        assert path.stat().st_size > 0, path
+
+
+def test_markers_follow_the_tests(report):
+    vs_ref = pd.read_csv(report.directory / "versus_reference.csv")
+    bad_dsc = vs_ref[(vs_ref.arm_a == "bad") & (vs_ref.metric == "dsc")].iloc[0]
+    assert bad_dsc["test"] == "Wilcoxon signed-rank" and bad_dsc["p_adj"] < 0.001 and bad_dsc["effect"] < 0
+    assert set(vs_ref[vs_ref.metric == "auc"]["test"]) == {"DeLong"}
+    assert set(vs_ref[vs_ref.metric == "acc"]["test"]) == {"exact McNemar"}
+    assert set(vs_ref[vs_ref.metric == "sn"]["test"]) == {"corrected resampled t"}
+    table = (report.directory / "table.md").read_text()
+    bad_row = next(line for line in table.splitlines() if line.startswith("| Bad |"))
+    good_row = next(line for line in table.splitlines() if line.startswith("| Good |"))
+    assert bad_row.split("|")[2].strip().endswith("†") and "†" not in good_row  # the reference is never marked
+    assert good_row.split("|")[2].strip().startswith("**")  # best DSC in bold
+    assert "<u>" in next(line for line in table.splitlines() if line.startswith("| Mid |")).split("|")[2]
+    assert good_row.split("|")[3].strip().startswith("**")  # VD: lower is better and Good has the lowest
+
+
+def test_pairwise_table_and_summary(report):
+    pairs = pd.read_csv(report.directory / "significance.csv")
+    assert len(pairs[pairs.metric == "dsc"]) == 3  # every pair of three arms
+    from statsmodels.stats.multitest import multipletests
+
+    dsc = pairs[pairs.metric == "dsc"]
+    assert dsc["p_adj"].to_numpy() == pytest.approx(multipletests(dsc["p"], method="holm")[1])
+    text = (report.directory / "report.md").read_text()
+    assert "Bad has a lower DSC" in text and "Friedman test on DSC (%)" in text and "Holm" in text
+    assert "![Noise](noise.png)" in text
+
+
+def test_html_report(report):
+    page = (report.directory / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.count("<table>") >= 3 and '<img src="roc.png"' in page
+    assert "<b>" in page and "**" not in page
+
+
+def test_latex_compiles_and_marks_match_directions(report, tmp_path):
+    tex = (report.directory / "table.tex").read_text()
+    good = next(line for line in tex.splitlines() if line.startswith("Good &"))
+    assert good.split("&")[1].strip().startswith(r"\textbf{") and good.split("&")[2].strip().startswith(r"\textbf{")
+    assert r"$^{\dagger}$" in next(line for line in tex.splitlines() if line.startswith("Bad &"))
+    engine = shutil.which("pdflatex")
+    if engine is None:
+        pytest.skip("no LaTeX engine installed (make test installs one under CI or with INSTALL_LATEX=1)")
+    doc = tmp_path / "doc.tex"
+    doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+                   f"\\input{{{report.directory / 'table.tex'}}}\n\\end{{document}}\n")
+    proc = subprocess.run([engine, "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert (tmp_path / "doc.pdf").stat().st_size > 0
+
+
+def test_report_refuses_different_split_hashes(tmp_path):
+    _write_runs(tmp_path / "runs", split_hash="sX")
+    with pytest.raises(BenchError, match="different splits"):
+        build_report(_study(tmp_path), tmp_path / "runs", tmp_path / "reports")
+
+
+def test_cliques_join_only_non_significant_runs():
+    from bench.report.figures import cliques
+
+    order = ["a", "b", "c", "d"]
+    pairs = [("a", "b", 0.5), ("a", "c", 0.01), ("b", "c", 0.3), ("a", "d", 0.001), ("b", "d", 0.001), ("c", "d", 0.2)]
+    assert cliques(order, pairs, 0.05) == [(0, 1), (1, 2), (2, 3)]
+    assert cliques(order, [(x, y, 0.9) for i, x in enumerate(order) for y in order[i + 1:]], 0.05) == [(0, 3)]
