@@ -25,7 +25,7 @@ PER_CASE_COLUMNS = {"study", "arm", "method", "fold", "seed", "sigma", "case_id"
 
 @pytest.fixture(scope="module")
 def smoke_runs(tmp_path_factory):
-    """`bench run --study smoke --profile smoke --jobs 2` once, through the installed console script."""
+    """`bench run --study smoke --profile smoke --jobs 2` once (9 units), through the installed console script."""
     runs = tmp_path_factory.mktemp("runs")
     start = time.perf_counter()
     proc = subprocess.run([BENCH, "run", "--study", "smoke", "--profile", "smoke", "--jobs", "2", "--runs-dir", str(runs)],
@@ -40,8 +40,8 @@ def _done(root: Path) -> list[Path]:
 
 def test_run_writes_every_unit(smoke_runs):
     runs, proc, _ = smoke_runs
-    assert "6 unit(s) trained, 0 already done, 0 failed" in proc.stderr
-    assert len(_done(runs / "smoke")) == 6
+    assert "9 unit(s) trained, 0 already done, 0 failed" in proc.stderr
+    assert len(_done(runs / "smoke")) == 9
     for unit in (runs / "smoke").glob("*/fold_*/seed_*"):
         assert {"spec.json", "history.csv", "per_case.parquet", "predictions.npz", "model.pt", "DONE.json"} <= {p.name for p in unit.iterdir()}
         spec, done = json.loads((unit / "spec.json").read_text()), json.loads((unit / "DONE.json").read_text())
@@ -59,7 +59,7 @@ def test_per_case_rows_come_from_test_folds_only(smoke_runs):
         assert set(part["case_id"]) == set(splits["test"][fold]), (arm, fold)
     for arm, part in rows.groupby("arm"):
         assert sorted(part["case_id"]) == sorted(s for fold in splits["test"] for s in fold)  # each case once
-    seg, cls = rows[rows["arm"] == "unet3d"], rows[rows["arm"] == "resnet34"]
+    seg, cls = rows[rows["arm"].str.startswith("unet3d")], rows[rows["arm"] == "resnet34"]
     assert seg["dsc"].between(0, 1).all() and seg["prob_nmosd"].isna().all()
     assert cls["prob_nmosd"].between(0, 1).all() and cls["dsc"].isna().all()
 
@@ -69,7 +69,7 @@ def test_second_run_trains_nothing(smoke_runs, bench_cli):
     before = {p: p.stat().st_mtime_ns for p in _done(runs / "smoke")}
     result = bench_cli("run", "--study", "smoke", "--profile", "smoke", "--runs-dir", runs)
     assert result.code == 0, result
-    assert "nothing to train" in result.err and "0 unit(s) trained, 6 already done" in result.err
+    assert "nothing to train" in result.err and "0 unit(s) trained, 9 already done" in result.err
     assert {p: p.stat().st_mtime_ns for p in _done(runs / "smoke")} == before
 
 
@@ -81,7 +81,7 @@ def test_mlflow_has_one_child_run_per_unit(smoke_runs):
     experiment = client.get_experiment_by_name("smoke")
     units = client.search_runs([experiment.experiment_id], filter_string="tags.`bench.kind` = 'unit'")
     hashes = {json.loads(p.read_text())["spec_hash"] for p in _done(runs / "smoke")}
-    assert len(units) == 6 and {r.data.tags["bench.spec_hash"] for r in units} == hashes
+    assert len(units) == 9 and {r.data.tags["bench.spec_hash"] for r in units} == hashes
     parents = {r.info.run_id for r in client.search_runs([experiment.experiment_id], filter_string="tags.`bench.kind` = 'invocation'")}
     for run in units:
         assert run.data.tags["mlflow.parentRunId"] in parents and run.info.status == "FINISHED"
@@ -96,7 +96,7 @@ def test_mlflow_has_one_child_run_per_unit(smoke_runs):
 def test_sync_is_idempotent(smoke_runs, bench_cli):
     runs, _, _ = smoke_runs
     result = bench_cli("sync", "smoke", "--runs-dir", runs)
-    assert result.code == 0 and "0 unit(s) added to MLflow, 6 already there" in result.out
+    assert result.code == 0 and "0 unit(s) added to MLflow, 9 already there" in result.out
 
 
 def test_report_from_run_directories(smoke_runs, bench_cli, tmp_path):
@@ -108,8 +108,11 @@ def test_report_from_run_directories(smoke_runs, bench_cli, tmp_path):
                  "significance.md", "significance.csv", "provenance.json"):
         assert (out / name).stat().st_size > 0, name
     table = pd.read_csv(out / "table.csv")
-    assert list(table["arm"]) == ["unet3d", "resnet34"] and (table["n_folds"] == 3).all()
+    assert list(table["arm"]) == ["unet3d", "unet3d_dice", "resnet34"] and (table["n_folds"] == 3).all()
     assert "| 3D UNet |" in (out / "table.md").read_text() and (tmp_path / "README.md").exists()
+    pairs = pd.read_csv(out / "significance.csv")  # the two UNet arms share the segmentation metrics
+    assert set(pairs["metric"]) == {"dsc", "ppv", "tpr", "vd", "hd95", "lesion_f1"}
+    assert set(pairs["test"]) == {"Wilcoxon signed-rank"} and pairs["p_adj"].between(0, 1).all()
 
 
 def _kill_after_first_unit(runs: Path) -> int:
@@ -215,7 +218,7 @@ def test_error_mask_shape_mismatch(tmp_path, bench_cli):
 
 def test_check_and_ls(bench_cli):
     result = bench_cli("check", "smoke", "--profile", "smoke")
-    assert result.code == 0 and result.err.count(" ok ") == 2, result
+    assert result.code == 0 and result.err.count(" ok ") == 3, result
     result = bench_cli("ls", "methods", "--profile", "smoke")
     assert result.code == 0 and "unet3d" in result.out and "resnet34" in result.out and "0.30 M" in result.out
     result = bench_cli("ls", "studies")
