@@ -130,3 +130,16 @@ def test_cliques_join_only_non_significant_runs():
     pairs = [("a", "b", 0.5), ("a", "c", 0.01), ("b", "c", 0.3), ("a", "d", 0.001), ("b", "d", 0.001), ("c", "d", 0.2)]
     assert cliques(order, pairs, 0.05) == [(0, 1), (1, 2), (2, 3)]
     assert cliques(order, [(x, y, 0.9) for i, x in enumerate(order) for y in order[i + 1:]], 0.05) == [(0, 3)]
+
+
+def test_seeds_are_averaged_per_case_not_counted_as_cases():
+    from bench.report.significance import compare
+
+    rows = []
+    for arm, shift in (("a", 0.1), ("b", 0.0)):
+        for seed in (0, 1):
+            for case in range(12):
+                rows.append({"arm": arm, "seed": seed, "sigma": 0.0, "case_id": f"c{case}", "split_hash": "s",
+                             "dsc": 0.5 + shift + 0.01 * case + 0.001 * seed})
+    res = compare(pd.DataFrame(rows), pd.DataFrame(), "a", "b", "dsc")
+    assert res.n == 12 and res.effect == pytest.approx(0.1)

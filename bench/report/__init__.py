@@ -86,8 +86,9 @@ def _summary_sentences(vs_ref: pd.DataFrame, labels, reference: str, alpha: floa
         parts.append(f"{labels[r['arm_a']]} has a {direction} {METRICS[r['metric']].header.split(' (')[0]} "
                      f"({_fmt_effect(r['metric'], r)}, adjusted p = {r['p_adj']:.3g}, {r['test']})")
     rest = len(vs_ref) - len(significant)
+    tail = f" The other {rest} comparison(s) are not significant." if rest else " Every comparison made is significant."
     return (f"Compared with the reference {labels[reference]} (α = {alpha}, {name}-adjusted per metric): "
-            + "; ".join(parts) + f". The other {rest} comparison(s) are not significant.")
+            + "; ".join(parts) + "." + tail)
 
 
 def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
@@ -141,14 +142,14 @@ def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
 
     correction = {"holm": "Holm", "fdr_bh": "Benjamini–Hochberg"}[study.correction]
     imputed = int(table["n_imputed"].sum())
-    n_comparisons = max(len(arms) - 1, 0)
+    n_comparisons = int(vs_ref.groupby("metric").size().max()) if len(vs_ref) else 0
     provenance = _provenance(per_case, specs)
     lines = [f"# {study.title}", "", f"Study `{study.name}`" + (f" — reproduces {study.reproduces}." if study.reproduces else "."),
              "", study.description.strip(), "", "## Results", "", markdown,
              f"Mean ± std over folds at σ = 0 (no noise). Best in **bold**, second <u>underlined</u> "
              "(lower is better for VD, HD95, ASSD, ECE and Brier). "
              f"† = significantly different from the reference {labels.get(study.reference, study.reference)} at α = {study.alpha} "
-             f"after {correction} correction over the {n_comparisons} comparison(s) per metric. "
+             f"after {correction} correction per metric (at most {n_comparisons} comparison(s) each). "
              f"Tests: {_tests_used(vs_ref, study.metrics) or 'none applicable'}. "
              f"{imputed} segmentation case-evaluations used the empty-mask policy (empty reference and/or empty "
              "prediction; see `bench/metrics/seg.py`).", ""]

@@ -1,10 +1,12 @@
 """Which arms differ: every pairwise comparison per metric, with the test STATS.md assigns to it.
 
-Segmentation metrics: Wilcoxon signed-rank on per-case values (paired by case and seed) with a
-bootstrap CI. AUC: DeLong on the pooled out-of-fold predictions. ACC: exact McNemar on pooled
+Segmentation metrics: Wilcoxon signed-rank on per-case values (paired by case; with several
+training seeds each arm's values are first averaged over seeds, since cases, not seeds, are the
+independent units) with a bootstrap CI. AUC: DeLong on the pooled out-of-fold predictions. ACC: exact McNemar on pooled
 out-of-fold correctness. Other classification metrics: Nadeau–Bengio corrected resampled t-test
 on per-fold values. All at σ = 0. With several training seeds, DeLong and McNemar use the smallest
-seed shared by both arms (they need one prediction per case); the others pair every seed.
+seed shared by both arms (they need one prediction per case); the corrected t-test pairs every
+(fold, seed), as Nadeau and Bengio's repeated cross-validation intends.
 p-values are adjusted per metric family: over the comparisons with the reference arm for the table
 markers, over all pairs for the pairwise table.
 """
@@ -38,7 +40,8 @@ def compare(per_case: pd.DataFrame, folds: pd.DataFrame, arm_a: str, arm_b: str,
     if info.task == "seg":
         if not (_has(a, metric) and _has(b, metric)):
             return None
-        pairs = a.merge(b, on=["case_id", "seed"], suffixes=("_a", "_b"))
+        mean_a, mean_b = (x.groupby("case_id", as_index=False)[metric].mean() for x in (a, b))
+        pairs = mean_a.merge(mean_b, on="case_id", suffixes=("_a", "_b"))
         return wilcoxon_paired(pairs[f"{metric}_a"], pairs[f"{metric}_b"]) if len(pairs) >= 2 else None
     if not (_has(a, "prob_nmosd") and _has(b, "prob_nmosd")):
         return None
@@ -89,7 +92,7 @@ def block_matrix(per_case, folds, arms, metric) -> tuple[list[str], np.ndarray]:
     """Arms having ``metric`` and a blocks × arms matrix (blocks: cases for seg, folds for cls)."""
     info = METRICS[metric]
     if info.task == "seg":
-        frame, keys = per_case[per_case["sigma"] == 0], ["case_id", "seed"]
+        frame, keys = per_case[per_case["sigma"] == 0], ["case_id"]  # seeds averaged per case
     else:
         frame, keys = folds[folds["sigma"] == 0], ["fold", "seed"]
     present = [a for a in arms if _has(frame[frame["arm"] == a], metric)]
