@@ -90,6 +90,59 @@ def ls_studies() -> None:
     Console().print(table)
 
 
+@cli.group(name="data")
+def data_group() -> None:
+    """Inspect datasets (real layouts or manifests)."""
+
+
+@data_group.command("check")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--format", "layout", type=click.Choice(["auto", "manifest", "isbi2015", "msseg2016", "bids"]), default="auto",
+              show_default=True, help="Dataset layout (auto-detected by default).")
+@click.option("--mask", default="mask1", show_default=True, help="ISBI 2015 only: mask1 | mask2 | union | intersection.")
+def data_check(path: Path, layout: str, mask: str) -> None:
+    """Validate a dataset and print a summary: cases, patients, labels, sites, shapes, spacings, lesion volumes.
+
+    \b
+    PATH is a dataset folder (ISBI 2015, MSSEG-2016, BIDS, or one holding manifest.csv) or a manifest CSV.
+    Example: bench data check /data/ISBI2015 --mask intersection
+    """
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+
+    from bench.data import cache_root
+    from bench.data.check import summarise
+    from bench.data.loaders import detect_layout, write_loader_manifest
+    from bench.progress import counter_bar
+
+    if path.suffix == ".csv":
+        manifest, layout = path, "manifest"
+    else:
+        layout = detect_layout(path) if layout == "auto" else layout
+        options = {"mask": mask} if layout == "isbi2015" else {}
+        manifest = path / "manifest.csv" if layout == "manifest" else write_loader_manifest(layout, path, cache_root(), **options)
+    update, _ = counter_bar(_console(), "reading scans")
+    summary = summarise(manifest, progress=update)
+    table = Table(title=f"{path} ({layout}) — valid")
+    table.add_column("field")
+    table.add_column("value")
+    fmt = lambda counter: ", ".join(f"{k}: {v}" for k, v in counter.most_common())  # noqa: E731
+    table.add_row("scans / patients", f"{summary.cases} / {summary.patients}")
+    table.add_row("labels", fmt(summary.labels))
+    table.add_row("sites", fmt(summary.sites))
+    table.add_row("shapes", fmt(summary.shapes))
+    table.add_row("spacings (mm)", fmt(summary.spacings))
+    for label, volumes in sorted(summary.lesion_ml.items()):
+        v = np.asarray(volumes)
+        table.add_row(f"lesion volume, {label} (mL)", f"median {np.median(v):.2f}, IQR {np.percentile(v, 25):.2f}–"
+                      f"{np.percentile(v, 75):.2f}, lesion-free {int((v == 0).sum())} of {len(v)}")
+    if summary.without_mask:
+        table.add_row("scans without a mask", str(summary.without_mask))
+    table.add_row("manifest", str(manifest))
+    Console().print(table)
+
+
 @cli.command()
 @click.argument("study")
 @PROFILE_OPTION

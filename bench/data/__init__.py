@@ -1,7 +1,9 @@
 """Datasets: a registry of sources that each produce a manifest, then one cached preprocessing path.
 
 Sources: ``synthetic`` (the embedded cohort, generated on first use and cached, keyed by its
-parameters and the generator version) and ``manifest`` (a CSV in the manifest format, DATA.md).
+parameters and the generator version), ``manifest`` (a CSV in the manifest format, DATA.md) and the
+real layouts ``isbi2015`` (option ``mask``: mask1 | mask2 | union | intersection), ``msseg2016`` and
+``bids`` (see :mod:`bench.data.loaders`).
 Study files name a source and its options::
 
     dataset:
@@ -88,8 +90,24 @@ def _manifest(options: Mapping[str, Any], profile: Profile, root: Path, progress
     return Path(options["path"]).expanduser()
 
 
+def _layout(name: str):
+    def source(options: Mapping[str, Any], profile: Profile, root: Path, progress: Progress | None) -> Path:
+        from bench.data.loaders import write_loader_manifest
+
+        allowed = {"path", "mask"} if name == "isbi2015" else {"path"}
+        unknown = sorted(set(options) - allowed)
+        if unknown or "path" not in options:
+            raise ConfigError(f"dataset.options: a {name} dataset takes {sorted(allowed)} (path required), got {sorted(options)}")
+        extra = {k: str(v) for k, v in options.items() if k != "path"}
+        return write_loader_manifest(name, Path(options["path"]).expanduser(), root, **extra)
+
+    return source
+
+
 DATASETS.register("synthetic", _synthetic)
 DATASETS.register("manifest", _manifest)
+for _name in ("isbi2015", "msseg2016", "bids"):
+    DATASETS.register(_name, _layout(_name))
 
 
 def resolve_manifest(name: str, options: Mapping[str, Any], profile: Profile, *, progress: Progress | None = None) -> Path:
