@@ -111,17 +111,10 @@ def data_check(path: Path, layout: str, mask: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from bench.data import cache_root
     from bench.data.check import summarise
-    from bench.data.loaders import detect_layout, write_loader_manifest
     from bench.progress import counter_bar
 
-    if path.suffix == ".csv":
-        manifest, layout = path, "manifest"
-    else:
-        layout = detect_layout(path) if layout == "auto" else layout
-        options = {"mask": mask} if layout == "isbi2015" else {}
-        manifest = path / "manifest.csv" if layout == "manifest" else write_loader_manifest(layout, path, cache_root(), **options)
+    manifest, layout = _resolve_dataset(path, layout, mask)
     update, _ = counter_bar(_console(), "reading scans")
     summary = summarise(manifest, progress=update)
     table = Table(title=f"{path} ({layout}) — valid")
@@ -141,6 +134,67 @@ def data_check(path: Path, layout: str, mask: str) -> None:
         table.add_row("scans without a mask", str(summary.without_mask))
     table.add_row("manifest", str(manifest))
     Console().print(table)
+
+
+def _resolve_dataset(path: Path, layout: str, mask: str) -> tuple[Path, str]:
+    """The manifest of a dataset folder or CSV (real layouts are converted under the cache)."""
+    from bench.data import cache_root
+    from bench.data.loaders import detect_layout, write_loader_manifest
+
+    if path.suffix == ".csv":
+        return path, "manifest"
+    layout = detect_layout(path) if layout == "auto" else layout
+    if layout == "manifest":
+        return path / "manifest.csv", layout
+    return write_loader_manifest(layout, path, cache_root(), **({"mask": mask} if layout == "isbi2015" else {})), layout
+
+
+@data_group.command("preprocess")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
+@click.option("--size", type=click.IntRange(min=8), default=160, show_default=True, help="Cube side after resizing.")
+@click.option("--n4/--no-n4", default=True, show_default=True, help="N4 bias-field correction (SimpleITK).")
+@click.option("--format", "layout", type=click.Choice(["auto", "manifest", "isbi2015", "msseg2016", "bids"]), default="auto")
+@click.option("--mask", default="mask1", show_default=True, help="ISBI 2015 only: mask1 | mask2 | union | intersection.")
+def data_preprocess(path: Path, out: Path, size: int, n4: bool, layout: str, mask: str) -> None:
+    """Apply the seed's preprocessing (N4, crop background, resize, z-score) and write a manifest dataset.
+
+    \b
+    Skull stripping is expected upstream. Example:
+      bench data preprocess /data/raw_bids --out /data/prep160 --size 160
+    """
+    from bench.data.export import preprocess_dataset
+    from bench.progress import counter_bar
+
+    manifest, layout = _resolve_dataset(path, layout, mask)
+    update, _ = counter_bar(_console(), f"preprocessing ({'N4, ' if n4 else ''}{size}³)")
+    result = preprocess_dataset(manifest, out, size=size, n4=n4, progress=update)
+    click.echo(f"wrote {result}; use it with dataset: {{name: manifest, options: {{path: {result}}}}}")
+
+
+@data_group.command("synth")
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
+@click.option("--size", type=click.IntRange(min=16), default=64, show_default=True)
+@click.option("--n-ms", type=click.IntRange(min=0), default=69, show_default=True)
+@click.option("--n-nmosd", type=click.IntRange(min=0), default=62, show_default=True)
+@click.option("--difficulty", type=click.FloatRange(0, 1), default=0.3, show_default=True, help="Class overlap, 0..1.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+def data_synth(out: Path, size: int, n_ms: int, n_nmosd: int, difficulty: float, seed: int) -> None:
+    """Generate the synthetic MS/NMOSD cohort (BIDS-like tree, participants.tsv, manifest.csv).
+
+    \b
+    Studies generate and cache it on first use; this writes a copy where you want it.
+    Example: bench data synth --out cohort64 --size 64
+    """
+    from bench.data.synthetic import SyntheticConfig, generate_cohort
+    from bench.progress import counter_bar
+
+    try:
+        config = SyntheticConfig(n_ms=n_ms, n_nmosd=n_nmosd, size=size, difficulty=difficulty, seed=seed)
+    except ValueError as exc:
+        raise BenchError(str(exc)) from None
+    update, _ = counter_bar(_console(), "generating scans")
+    click.echo(f"wrote {generate_cohort(config, out, progress=update)}")
 
 
 @cli.command()

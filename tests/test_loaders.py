@@ -123,3 +123,31 @@ def test_a_study_can_name_a_real_layout(tmp_path):
     assert len(data.cases) == 3 and data.has_masks and data.has_labels
     with pytest.raises(ConfigError, match="takes"):
         prepare_dataset("msseg2016", {"path": str(tmp_path), "mask": "union"}, get_profile("smoke"))
+
+
+def test_n4_removes_a_smooth_bias_field():
+    from bench.data.preprocess import n4_correct
+
+    image, _ = brain_volume(shape=(32, 32, 32))
+    z = np.linspace(0.7, 1.3, 32)[:, None, None]
+    biased = image * z
+    corrected = n4_correct(biased, (1.0, 1.0, 1.0))
+    brain = image > 0
+    cv = lambda x: x[brain].std() / x[brain].mean()  # noqa: E731
+    assert cv(corrected) < 0.6 * cv(biased)
+    assert (corrected[~brain] == 0).all()
+
+
+def test_data_preprocess_and_synth_cli(tmp_path, bench_cli):
+    result = bench_cli("data", "synth", "--out", tmp_path / "cohort", "--size", "24", "--n-ms", "3", "--n-nmosd", "3")
+    assert result.code == 0, result
+    assert len(read_manifest(tmp_path / "cohort" / "manifest.csv")) == 6
+    result = bench_cli("data", "preprocess", tmp_path / "cohort", "--out", tmp_path / "prep", "--size", "16")
+    assert result.code == 0, result
+    cases = read_manifest(tmp_path / "prep" / "manifest.csv")
+    import nibabel as nib
+
+    image = np.asarray(nib.load(str(cases[0].image_path)).dataobj)
+    assert len(cases) == 6 and image.shape == (16, 16, 16) and abs(image[image != 0].mean()) < 1e-3
+    result = bench_cli("data", "synth", "--out", tmp_path / "x", "--n-ms", "1", "--n-nmosd", "0")
+    assert result.code == 2 and "need at least 2 scans" in result.err
