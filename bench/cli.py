@@ -248,6 +248,52 @@ def run(study: str, profile: str | None, jobs: int, threads: int | None, arms: s
 
 
 @cli.command()
+@click.option("--study", "-s", required=True, help="Study whose arms are measured.")
+@PROFILE_OPTION
+@click.option("--steps", type=click.IntRange(min=1), default=3, show_default=True, help="Timed repetitions after a warm-up.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Torch threads (CPU).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True)
+def perf(study: str, profile: str | None, steps: int, threads: int, out: Path) -> None:
+    """Measure parameters, FLOPs, training-step time, inference time and peak memory of every arm.
+
+    \b
+    Writes reports/<study>/efficiency_<profile>.md and .csv; `bench report` includes them.
+    Example: bench perf --study smoke --profile cpu
+    """
+    import pandas as pd
+
+    from bench.perf import measure_study
+    from bench.progress import counter_bar
+    from bench.study import load_study
+
+    loaded = load_study(study)
+    prof = loaded.resolve_profile(profile)
+    update, _ = counter_bar(_console(), f"measuring {len(loaded.arms)} arm(s) at {prof.name}")
+    rows = measure_study(loaded, prof, steps=steps, threads=threads, progress=update)
+    frame = pd.DataFrame(rows)
+    target = out / loaded.name
+    target.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(target / f"efficiency_{prof.name}.csv", index=False)
+    labels = {a.name: a.label for a in loaded.arms}
+    device = next((r["device"] for r in rows if "device" in r), "?")
+    memory = "peak GPU memory allocated" if device.startswith("cuda") else "growth of the process's peak RSS"
+    lines = [f"Efficiency at profile `{prof.name}` ({prof.size}³, batch {prof.batch}, width {prof.width}) on {device}, "
+             f"{threads} thread(s); medians of {steps} repetitions after a warm-up; memory = {memory}.",
+             "", "| Method | Params (M) | GFLOPs / volume | Train step (s) | Inference (s / volume) | Peak memory (MB) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"| {labels[row['arm']]} | failed: {row['error']} | | | | |")
+        else:
+            lines.append(f"| {labels[row['arm']]} | {row['params_M']:.2f} | {row['gflops_per_volume']:.3g} | "
+                         f"{row['train_step_s']:.3f} | {row['inference_s']:.3f} | {row['peak_memory_MB']:.0f} |")
+    (target / f"efficiency_{prof.name}.md").write_text("\n".join(lines) + "\n")
+    click.echo("\n".join(lines))
+    if any("error" in r for r in rows):
+        sys.exit(1)
+
+
+@cli.command()
 @click.argument("study", required=False)
 @click.option("--all", "all_studies", is_flag=True, help="Rebuild the report of every study with runs.")
 @RUNS_OPTION

@@ -176,6 +176,11 @@ def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
     if noise_files:
         lines += ["## Robustness to Gaussian noise", "", "Mean ± std over folds of each metric against the noise σ "
                   "(added to the z-scored input; identical noise for every method).", "", "![Noise](noise.png)", ""]
+    efficiency = sorted(out.glob("efficiency_*.md"))
+    if efficiency:
+        lines += ["## Efficiency", "", "Measured by `bench perf` (a separate benchmark, not the training runs).", ""]
+        for path in efficiency:
+            lines += [path.read_text(), ""]
     lines += ["## Provenance", "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in provenance.items()), ""]
     report_md = "\n".join(lines)
     (out / "report.md").write_text(report_md)

@@ -1,0 +1,106 @@
+"""``bench perf``: efficiency of each arm of a study at a profile (STATS.md "Efficiency").
+
+Per arm: parameters, forward FLOPs per volume (``torch.utils.flop_counter``), training-step time
+(forward + loss + backward + optimizer step at the profile's batch), inference time per volume and
+peak memory. Each arm is measured in a fresh spawned process so that its peak memory is its own:
+on CUDA ``torch.cuda.max_memory_allocated``, on CPU the process's peak RSS minus its RSS before the
+model was built. Times are medians over ``steps`` repetitions after one warm-up.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import statistics
+import time
+from typing import Any
+
+__all__ = ["measure_arm", "measure_study"]
+
+
+def _rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def measure_arm(method: str, model_args: dict, weights: dict, profile: dict, steps: int, threads: int) -> dict[str, Any]:
+    """Measure one arm in this process (called in a fresh worker by :func:`measure_study`)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bench.loop import make_optimizer
+    from bench.registry import METHODS, load_plugins
+    from bench.study import Training
+
+    torch.set_num_threads(threads)
+    load_plugins()
+    spec = METHODS.get(method)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    size, batch = profile["size"], profile["batch"]
+    rss_before = _rss_mb()
+    torch.manual_seed(0)
+    model = spec.build(in_channels=1, num_classes=2, spatial_size=size, width=profile["width"], **model_args).to(device)
+    loss_fn = spec.make_loss(weights).to(device)
+    optimizer = make_optimizer(model.parameters(), Training(), profile["lr"])
+    params = sum(p.numel() for p in model.parameters())
+    image = torch.randn(batch, 1, size, size, size, device=device)
+    data = {"image": image, "mask": (torch.rand_like(image) > 0.99).float(),
+            "label": torch.arange(batch, device=device) % 2}
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def train_step() -> float:
+        sync()
+        start = time.perf_counter()
+        loss, _ = loss_fn(model(image), data, progress=0.5)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        sync()
+        return time.perf_counter() - start
+
+    model.train()
+    train_times = [train_step() for _ in range(steps + 1)][1:]
+    model.eval()
+    single = image[:1]
+    with torch.no_grad():
+        with FlopCounterMode(display=False) as counter:
+            model(single)
+        flops = counter.get_total_flops()
+        infer_times = []
+        for _ in range(steps + 1):
+            sync()
+            start = time.perf_counter()
+            model(single)
+            sync()
+            infer_times.append(time.perf_counter() - start)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = _rss_mb() - rss_before
+    return {"method": method, "params_M": params / 1e6, "gflops_per_volume": flops / 1e9,
+            "train_step_s": statistics.median(train_times), "inference_s": statistics.median(infer_times[1:]),
+            "peak_memory_MB": peak, "device": str(device), "size": size, "batch": batch, "width": profile["width"]}
+
+
+def _worker(args) -> dict[str, Any]:
+    arm, method, model_args, weights, profile, steps, threads = args
+    try:
+        return {"arm": arm, **measure_arm(method, model_args, weights, profile, steps, threads)}
+    except Exception as exc:  # one arm's failure is reported, the others are measured
+        return {"arm": arm, "method": method, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def measure_study(study, profile, *, steps: int = 3, threads: int = 1, progress=None) -> list[dict[str, Any]]:
+    """Measure every arm of ``study`` at ``profile``, one fresh process per arm, one after the other."""
+    ctx = mp.get_context("spawn")
+    rows = []
+    for i, arm in enumerate(study.arms):
+        with ctx.Pool(1) as pool:
+            rows.append(pool.apply(_worker, ((arm.name, arm.method, dict(arm.model_args), dict(arm.weights),
+                                              profile.as_dict(), steps, threads),)))
+        if progress:
+            progress(i + 1, len(study.arms))
+    return rows
