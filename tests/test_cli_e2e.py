@@ -238,3 +238,20 @@ def test_report_warns_when_rows_come_from_several_code_versions(smoke_runs, benc
     result = bench_cli("report", "smoke", "--runs-dir", copy, "--out", tmp_path / "reports")
     assert result.code == 0, result
     assert "come from 2 code versions" in (tmp_path / "reports" / "smoke" / "report.md").read_text()
+
+
+def test_ctrl_c_on_a_pool_run_keeps_finished_units(tmp_path, bench_cli):
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen([BENCH, "run", "--study", "smoke", "--profile", "smoke", "--jobs", "2", "--runs-dir", str(runs),
+                             "--no-mlflow"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 240
+    while not _done(runs / "smoke") and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends to the whole process group
+    _, err = proc.communicate(timeout=120)
+    finished = len(_done(runs / "smoke"))
+    assert proc.returncode == 130 and "rerun the same command to resume" in err, err[-2000:]
+    assert 1 <= finished < 9
+    result = bench_cli("run", "--study", "smoke", "--profile", "smoke", "--runs-dir", runs, "--no-mlflow")
+    assert result.code == 0 and f"{9 - finished} unit(s) trained, {finished} already done" in result.err, result
