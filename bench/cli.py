@@ -262,7 +262,7 @@ def perf(study: str, profile: str | None, steps: int, threads: int, out: Path) -
     """
     import pandas as pd
 
-    from bench.perf import measure_study
+    from bench.perf import efficiency_markdown, measure_study
     from bench.progress import counter_bar
     from bench.study import load_study
 
@@ -274,21 +274,9 @@ def perf(study: str, profile: str | None, steps: int, threads: int, out: Path) -
     target = out / loaded.name
     target.mkdir(parents=True, exist_ok=True)
     frame.to_csv(target / f"efficiency_{prof.name}.csv", index=False)
-    labels = {a.name: a.label for a in loaded.arms}
-    device = next((r["device"] for r in rows if "device" in r), "?")
-    memory = "peak GPU memory allocated" if device.startswith("cuda") else "growth of the process's peak RSS"
-    lines = [f"Efficiency at profile `{prof.name}` ({prof.size}³, batch {prof.batch}, width {prof.width}) on {device}, "
-             f"{threads} thread(s); medians of {steps} repetitions after a warm-up; memory = {memory}.",
-             "", "| Method | Params (M) | GFLOPs / volume | Train step (s) | Inference (s / volume) | Peak memory (MB) |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for row in rows:
-        if "error" in row:
-            lines.append(f"| {labels[row['arm']]} | failed: {row['error']} | | | | |")
-        else:
-            lines.append(f"| {labels[row['arm']]} | {row['params_M']:.2f} | {row['gflops_per_volume']:.3g} | "
-                         f"{row['train_step_s']:.3f} | {row['inference_s']:.3f} | {row['peak_memory_MB']:.0f} |")
-    (target / f"efficiency_{prof.name}.md").write_text("\n".join(lines) + "\n")
-    click.echo("\n".join(lines))
+    table = efficiency_markdown(rows, {a.name: a.label for a in loaded.arms}, prof, threads=threads, steps=steps)
+    (target / f"efficiency_{prof.name}.md").write_text(table)
+    click.echo(table, nl=False)
     if any("error" in r for r in rows):
         sys.exit(1)
 

@@ -31,13 +31,12 @@ def evaluate(
     *,
     sigmas: tuple[float, ...],
     device: torch.device,
-    on_case: Any = None,
 ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
     """Per-case rows and the σ = 0 binarised predictions (scan id → packed bits)."""
     model.eval()
     rows: list[dict[str, Any]] = []
     masks: dict[str, np.ndarray] = {}
-    for i, (case, vol) in enumerate(zip(cases, volumes)):
+    for case, vol in zip(cases, volumes):
         for sigma in sigmas:
             image = vol.image + gaussian_noise(case.scan_id, sigma, vol.image.shape)
             out = model(torch.from_numpy(image)[None].to(device))
@@ -56,6 +55,4 @@ def evaluate(
                 if sigma == 0:
                     masks[case.scan_id] = np.packbits(binary)
             rows.append(row)
-        if on_case:
-            on_case(i + 1, len(cases))
     return rows, masks

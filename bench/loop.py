@@ -7,7 +7,6 @@ batch 2. The weights after the final epoch are the ones evaluated.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +18,7 @@ from torch.utils.data import DataLoader
 from bench.study import Training
 from bench.tasks import Task
 
-__all__ = ["make_optimizer", "train", "TrainingDiverged"]
+__all__ = ["make_optimizer", "train_step", "train", "TrainingDiverged"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -32,6 +31,25 @@ def make_optimizer(params, training: Training, lr: float) -> torch.optim.Optimiz
     if training.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=training.weight_decay)
     return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=training.weight_decay)
+
+
+def train_step(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
+               *, progress: float, check_output: Callable[[Any], None] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """One optimisation step: forward, the method's loss, backward, optimizer step.
+
+    ``check_output`` sees the network's output before the loss does (the task's contract check).
+    Raises :class:`TrainingDiverged` when the loss is not finite, before any weight changes.
+    """
+    out = model(batch["image"])
+    if check_output is not None:
+        check_output(out)
+    loss, terms = loss_fn(out, batch, progress=progress)
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(f"loss is {float(loss)} (terms {terms})")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), terms
 
 
 def train(
@@ -53,24 +71,20 @@ def train(
         optimizer, mode="min", factor=training.plateau_factor, patience=training.plateau_patience
     )
     history: list[dict[str, Any]] = []
-    checked = False
     for epoch in range(epochs):
         model.train()
         start, total, count, sums = time.perf_counter(), 0.0, 0, {}
         for step, batch in enumerate(loader):
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            out = model(batch["image"])
-            if not checked:
-                task.check_output(method, out, batch_size=batch["image"].shape[0], size=batch["image"].shape[-1])
-                checked = True
-            loss, terms = loss_fn(out, batch, progress=epoch / max(epochs, 1))
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss is {float(loss)} at epoch {epoch + 1}, step {step + 1} (terms {terms})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            n = batch["image"].shape[0]
-            total, count = total + float(loss.detach()) * n, count + n
+            n, size = batch["image"].shape[0], batch["image"].shape[-1]
+            check = None
+            if epoch == 0 and step == 0:  # the output contract, once, on the first batch
+                check = lambda out: task.check_output(method, out, batch_size=n, size=size)  # noqa: E731
+            try:
+                loss, terms = train_step(model, loss_fn, optimizer, batch, progress=epoch / max(epochs, 1), check_output=check)
+            except TrainingDiverged as exc:
+                raise TrainingDiverged(f"{exc} at epoch {epoch + 1}, step {step + 1}") from None
+            total, count = total + float(loss) * n, count + n
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + value * n
         mean_loss = total / max(count, 1)
@@ -80,6 +94,4 @@ def train(
         history.append(row)
         if on_epoch:
             on_epoch(row)
-        if not math.isfinite(mean_loss):
-            raise TrainingDiverged(f"mean loss is {mean_loss} after epoch {epoch + 1}")
     return history

@@ -84,12 +84,11 @@ def run_study(
                                          "data_fingerprint": data.fingerprint, "code_version": code_version(),
                                          "jobs": jobs})
         tracker.log_units(u.directory for u in plan.done)  # idempotent: units finished by an earlier invocation
-    if not plan.pending:
-        console.print(f"all {len(plan.units)} units are already done with the same spec; nothing to train")
-    else:
-        threads = threads or default_threads(jobs)
-        status = "FAILED"
-        try:
+    status = "FINISHED"
+    try:
+        if not plan.pending:
+            console.print(f"all {len(plan.units)} units are already done with the same spec; nothing to train")
+        else:
             with UnitProgress(console, len(plan.pending), f"{study.name}: units") as bars:
                 def on_result(unit, result):
                     failed = result["status"] != "done"
@@ -101,16 +100,17 @@ def run_study(
                             tracker.log_unit(unit.directory)
                     bars.unit_finished(failed)
 
-                execute(plan.pending, jobs=jobs, threads=threads,
+                execute(plan.pending, jobs=jobs, threads=threads or default_threads(jobs),
                         on_event=lambda unit, event: bars.event(unit.spec.key, event), on_result=on_result)
-            status = "FINISHED" if not summary.failed else "FAILED"
-        except KeyboardInterrupt:
-            status = "KILLED"
-            raise
-        finally:
-            if tracker:
-                tracker.finish(status)
-    if tracker and not plan.pending:
-        tracker.finish("FINISHED")
+            status = "FAILED" if summary.failed else "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        if tracker:
+            tracker.finish(status)
     summary.seconds = time.perf_counter() - start
     return summary

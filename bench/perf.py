@@ -14,7 +14,7 @@ import statistics
 import time
 from typing import Any
 
-__all__ = ["measure_arm", "measure_study"]
+__all__ = ["measure_arm", "measure_study", "efficiency_markdown"]
 
 
 def _rss_mb() -> float:
@@ -28,7 +28,7 @@ def measure_arm(method: str, model_args: dict, weights: dict, profile: dict, ste
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from bench.loop import make_optimizer
+    from bench.loop import make_optimizer, train_step
     from bench.registry import METHODS, load_plugins
     from bench.study import Training
 
@@ -51,18 +51,15 @@ def measure_arm(method: str, model_args: dict, weights: dict, profile: dict, ste
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    def train_step() -> float:
+    def timed_step() -> float:
         sync()
         start = time.perf_counter()
-        loss, _ = loss_fn(model(image), data, progress=0.5)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(model, loss_fn, optimizer, data, progress=0.5)
         sync()
         return time.perf_counter() - start
 
     model.train()
-    train_times = [train_step() for _ in range(steps + 1)][1:]
+    train_times = [timed_step() for _ in range(steps + 1)][1:]
     model.eval()
     single = image[:1]
     with torch.no_grad():
@@ -104,3 +101,20 @@ def measure_study(study, profile, *, steps: int = 3, threads: int = 1, progress=
         if progress:
             progress(i + 1, len(study.arms))
     return rows
+
+
+def efficiency_markdown(rows: list[dict[str, Any]], labels: dict[str, str], profile, *, threads: int, steps: int) -> str:
+    """The efficiency table (Markdown) with a line saying how it was measured."""
+    device = next((r["device"] for r in rows if "device" in r), "?")
+    memory = "peak GPU memory allocated" if device.startswith("cuda") else "growth of the process's peak RSS"
+    lines = [f"Efficiency at profile `{profile.name}` ({profile.size}³, batch {profile.batch}, width {profile.width}) on "
+             f"{device}, {threads} thread(s); medians of {steps} repetitions after a warm-up; memory = {memory}.",
+             "", "| Method | Params (M) | GFLOPs / volume | Train step (s) | Inference (s / volume) | Peak memory (MB) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"| {labels[row['arm']]} | failed: {row['error']} | | | | |")
+        else:
+            lines.append(f"| {labels[row['arm']]} | {row['params_M']:.2f} | {row['gflops_per_volume']:.3g} | "
+                         f"{row['train_step_s']:.3f} | {row['inference_s']:.3f} | {row['peak_memory_MB']:.0f} |")
+    return "\n".join(lines) + "\n"

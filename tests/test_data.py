@@ -125,3 +125,10 @@ def test_noise_is_identical_per_case_and_sigma():
     assert not gaussian_noise("c", 0.0, (3,)).any()
     big = gaussian_noise("c", 0.5, (100_000,))
     assert abs(big.std() - 0.5) < 0.01
+
+
+def test_a_patient_with_two_labels_is_refused(dataset_dir):
+    path = dataset_dir / "manifest.csv"
+    path.write_text(HEADER + "s0,p0,0,MS,A,img_0.nii.gz,mask_0.nii.gz\ns1,p0,1,NMOSD,A,img_1.nii.gz,mask_1.nii.gz\n")
+    with pytest.raises(DataError, match=r"manifest.csv: patient\(s\) p0 have scans with different labels"):
+        read_manifest(path)

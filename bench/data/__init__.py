@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.data.manifest import Case, manifest_fingerprint, read_manifest
-from bench.errors import ConfigError, DataError, did_you_mean
+from bench.errors import ConfigError, did_you_mean
 from bench.profiles import Profile
 from bench.registry import Registry
 
@@ -80,7 +80,10 @@ def _synthetic(options: Mapping[str, Any], profile: Profile, root: Path, progres
         tmp = out.with_name(out.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         generate_cohort(config, tmp, progress=progress)
-        tmp.replace(out) if not out.exists() else shutil.rmtree(tmp)
+        if out.exists():  # another process finished the same cohort first
+            shutil.rmtree(tmp)
+        else:
+            tmp.replace(out)
     return out / "manifest.csv"
 
 
@@ -128,12 +131,6 @@ def prepare_dataset(
 
     manifest = resolve_manifest(name, options, profile, progress=generate_progress)
     cases = read_manifest(manifest)
-    patients_labels: dict[str, set] = {}
-    for case in cases:
-        patients_labels.setdefault(case.patient_id, set()).add(case.label)
-    mixed = [p for p, labels in patients_labels.items() if len(labels) > 1]
-    if mixed:
-        raise DataError(f"{manifest}: patient(s) {', '.join(mixed[:5])} have scans with different labels")
     fingerprint = hashlib.sha256(
         f"{manifest_fingerprint(cases)}|{profile.size}|{PREPROCESS_VERSION}".encode()
     ).hexdigest()[:16]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.data.manifest import LABEL_NAMES, read_manifest
-from bench.data.preprocess import _checked_mask, load_nifti
+from bench.data.preprocess import checked_mask, load_nifti
 from bench.errors import DataError
 
 __all__ = ["DatasetSummary", "summarise"]
@@ -39,32 +39,30 @@ def _fold_column(manifest: Path) -> dict[str, str]:
 
 
 def summarise(manifest: Path, *, progress: Callable[[int, int], None] | None = None) -> DatasetSummary:
-    """Read every image and mask of a manifest, validating them; raise :class:`DataError` on the first problem."""
+    """Read every image and mask of a manifest, validating them; raise :class:`DataError` on the first problem.
+
+    Also refuses a fixed ``fold`` column that puts one patient in two folds.
+    """
     cases = read_manifest(manifest)
     summary = DatasetSummary(Path(manifest), cases=len(cases), patients=len({c.patient_id for c in cases}))
-    labels_by_patient: dict[str, set] = {}
     folds = _fold_column(Path(manifest))
     folds_by_patient: dict[str, set] = {}
     for i, case in enumerate(cases):
         image, affine, spacing = load_nifti(case.image_path)
-        label = LABEL_NAMES.get(case.label, "unlabelled") if case.label is not None else "unlabelled"
+        label = LABEL_NAMES.get(case.label, "unlabelled")
         summary.labels[label] += 1
         summary.sites[case.site or "unknown"] += 1
         summary.shapes["×".join(map(str, image.shape))] += 1
         summary.spacings["×".join(f"{s:g}" for s in spacing)] += 1
-        labels_by_patient.setdefault(case.patient_id, set()).add(label)
         if case.scan_id in folds:
             folds_by_patient.setdefault(case.patient_id, set()).add(folds[case.scan_id])
         if case.mask_path is None:
             summary.without_mask += 1
         else:
-            mask = _checked_mask(case, image.shape, affine)
+            mask = checked_mask(case, image.shape, affine)
             summary.lesion_ml.setdefault(label, []).append(float(mask.sum() * np.prod(spacing) / 1000.0))
         if progress:
             progress(i + 1, len(cases))
-    mixed = sorted(p for p, labels in labels_by_patient.items() if len(labels) > 1)
-    if mixed:
-        raise DataError(f"{manifest}: patient(s) {', '.join(mixed[:5])} have scans with different labels")
     split = sorted(p for p, f in folds_by_patient.items() if len(f) > 1)
     if split:
         raise DataError(f"{manifest}: fold column puts patient(s) {', '.join(split[:5])} in two folds")

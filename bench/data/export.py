@@ -37,7 +37,7 @@ def preprocess_dataset(manifest: Path, out: Path, *, size: int, n4: bool,
             nib.save(nib.Nifti1Image(vol.mask[0], affine), str(target))
             mask_path = str(target.relative_to(out))
         rows.append({"scan_id": case.scan_id, "patient_id": case.patient_id, "timepoint": case.timepoint,
-                     "label": LABEL_NAMES.get(case.label, "") if case.label is not None else "", "site": case.site,
+                     "label": LABEL_NAMES.get(case.label, ""), "site": case.site,
                      "image_path": str(image_path.relative_to(out)), "mask_path": mask_path})
         if progress:
             progress(i + 1, len(cases))

@@ -43,7 +43,10 @@ def _path(root: Path, value: str) -> Path | None:
 
 
 def read_manifest(path: Path, *, check_files: bool = True) -> list[Case]:
-    """Read and validate a manifest; every problem names the file, the row and the column."""
+    """Read and validate a manifest; every problem names the file, the row and the column.
+
+    Besides each row, checks that scan ids are unique and that every patient's scans share one label.
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(f"manifest '{path}' not found")
@@ -91,6 +94,12 @@ def read_manifest(path: Path, *, check_files: bool = True) -> list[Case]:
                 mask_path=mask,
             )
         )
+    labels_by_patient: dict[str, set] = {}
+    for case in cases:
+        labels_by_patient.setdefault(case.patient_id, set()).add(case.label)
+    mixed = sorted(p for p, labels in labels_by_patient.items() if len(labels) > 1)
+    if mixed:
+        raise DataError(f"{path}: patient(s) {', '.join(mixed[:5])} have scans with different labels")
     return cases
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from bench.data.manifest import Case
 from bench.errors import DataError
 
-__all__ = ["PREPROCESS_VERSION", "Volume", "load_nifti", "preprocess_arrays", "n4_correct", "preprocess_case",
+__all__ = ["PREPROCESS_VERSION", "Volume", "load_nifti", "checked_mask", "preprocess_arrays", "n4_correct", "preprocess_case",
            "preprocess_cases", "load_volume"]
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,8 @@ def load_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, float, 
     return data, img.affine, spacing
 
 
-def _checked_mask(case: Case, image_shape, image_affine) -> np.ndarray:
+def checked_mask(case: Case, image_shape, image_affine) -> np.ndarray:
+    """The case's mask, refused unless it matches its image (shape, affine) and is binary."""
     mask, affine, _ = load_nifti(case.mask_path)
     if mask.shape != image_shape:
         raise DataError(
@@ -112,7 +113,7 @@ def n4_correct(image: np.ndarray, spacing, *, shrink: int = 2, iterations: int =
 def preprocess_case(case: Case, size: int, *, n4: bool = False) -> Volume:
     """Read and check a case, then (optionally N4) crop, resize and z-score it."""
     image, affine, spacing = load_nifti(case.image_path)
-    mask = _checked_mask(case, image.shape, affine) if case.mask_path is not None else None
+    mask = checked_mask(case, image.shape, affine) if case.mask_path is not None else None
     if not (image > 0).any():
         raise DataError(f"{case.image_path}: image is empty (no voxel > 0)")
     if n4:

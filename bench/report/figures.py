@@ -11,22 +11,11 @@ import numpy as np
 import pandas as pd
 
 from bench.metrics import METRICS
-from bench.report.roc import OKABE_ITO
+from bench.report.style import OKABE_ITO, save_figure
 
 __all__ = ["plot_cd", "plot_noise", "cliques"]
 
 _CORRECTIONS = {"holm": "Holm", "fdr_bh": "Benjamini–Hochberg"}
-
-
-def _save(fig, out: Path, stem: str) -> list[Path]:
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
-    files = [out / f"{stem}.png", out / f"{stem}.pdf"]
-    for f in files:
-        fig.savefig(f, bbox_inches="tight")
-    plt.close(fig)
-    return files
 
 
 def cliques(order: Sequence[str], pairs: Sequence[tuple[str, str, float]], alpha: float) -> list[tuple[int, int]]:
@@ -76,7 +65,7 @@ def plot_cd(summary: dict, labels: dict[str, str], out: Path, alpha: float, corr
                                f"{'cases' if info.task == 'seg' else 'folds'}; Friedman p = {summary['test'].p:.3g}; "
                                f"bars: not different (Wilcoxon, {_CORRECTIONS[correction]}, α = {alpha})", 70), fontsize=9)
     ax.axis("off")
-    return _save(fig, out, f"cd_{summary['metric']}")
+    return save_figure(fig, out, f"cd_{summary['metric']}")
 
 
 def plot_noise(folds: pd.DataFrame, arms: Sequence[str], labels: Sequence[str], metrics: Sequence[str], out: Path) -> list[Path]:
@@ -109,4 +98,4 @@ def plot_noise(folds: pd.DataFrame, arms: Sequence[str], labels: Sequence[str], 
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, out, "noise")
+    return save_figure(fig, out, "noise")

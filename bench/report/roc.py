@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_roc", "OKABE_ITO"]
+from bench.report.style import OKABE_ITO, save_figure
 
-OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+__all__ = ["plot_roc"]
 
 
 def plot_roc(per_case: pd.DataFrame, arms: Sequence[str], labels: Sequence[str], out: Path, title: str) -> list[Path]:
@@ -57,9 +57,4 @@ def plot_roc(per_case: pd.DataFrame, arms: Sequence[str], labels: Sequence[str],
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    out.mkdir(parents=True, exist_ok=True)
-    files = [out / "roc.png", out / "roc.pdf"]
-    for f in files:
-        fig.savefig(f)
-    plt.close(fig)
-    return files
+    return save_figure(fig, out, "roc")

@@ -52,7 +52,7 @@ def compare(per_case: pd.DataFrame, folds: pd.DataFrame, arm_a: str, arm_b: str,
         if metric == "auc":
             return delong_test(pairs["label_a"], pairs["prob_nmosd_a"], pairs["prob_nmosd_b"])
         return mcnemar_exact(pairs["pred_a"] == pairs["label_a"], pairs["pred_b"] == pairs["label_b"])
-    fa, fb = (f[(f["arm"] == arm) & (f["sigma"] == 0)] for f, arm in ((folds, arm_a), (folds, arm_b)))
+    fa, fb = (folds[(folds["arm"] == arm) & (folds["sigma"] == 0)] for arm in (arm_a, arm_b))
     pairs = fa.merge(fb, on=["fold", "seed"], suffixes=("_a", "_b"))
     n_test = float(pairs["n_cases_a"].mean())
     n_total = float(a[a["seed"] == a["seed"].min()]["case_id"].nunique())
