@@ -255,3 +255,11 @@ def test_ctrl_c_on_a_pool_run_keeps_finished_units(tmp_path, bench_cli):
     assert 1 <= finished < 9
     result = bench_cli("run", "--study", "smoke", "--profile", "smoke", "--runs-dir", runs, "--no-mlflow")
     assert result.code == 0 and f"{9 - finished} unit(s) trained, {finished} already done" in result.err, result
+
+
+def test_report_all_rebuilds_every_study_with_runs(smoke_runs, bench_cli, tmp_path):
+    runs, _, _ = smoke_runs
+    result = bench_cli("report", "--all", "--runs-dir", runs, "--out", tmp_path)
+    assert result.code == 0 and "smoke: wrote" in result.out, result
+    assert (tmp_path / "smoke" / "report.html").exists() and "smoke" in (tmp_path / "README.md").read_text()
+    assert bench_cli("report", "--runs-dir", runs).code == 2  # neither a study nor --all

@@ -60,6 +60,8 @@ def test_repository_studies_load():
         ("training: {augment: 1}\n" + ARMS, r"training.augment: expected bool"),
         ("seeds: [0, 0]\n" + ARMS, r"seeds: seeds repeat"),
         ("arms: {}\n", r"arms: expected a non-empty mapping"),
+        ("correction: bonferroni\n" + ARMS, r"correction: expected holm or fdr_bh, got 'bonferroni'"),
+        ("alpha: 1.5\n" + ARMS, r"alpha: expected a value in \(0, 1\)"),
     ],
 )
 def test_validation_errors(tmp_path, body, match):
