@@ -39,7 +39,7 @@ def check_arm(arm, profile) -> tuple[int | None, list[str]]:
     try:
         small = method.build(in_channels=1, num_classes=2, spatial_size=size, width=profile.width, **arm.model_args)
         out = small(torch.randn(2, 1, size, size, size))
-        get_task(method.kind).check_output(arm.method, out, batch_size=2, size=size)
+        get_task(method.task_kind(arm.model_args)).check_output(arm.method, out, batch_size=2, size=size)
         batch = {"image": torch.randn(2, 1, size, size, size), "mask": torch.zeros(2, 1, size, size, size),
                  "label": torch.tensor([0, 1])}
         loss, _ = method.make_loss(arm.weights)(out, batch, progress=0.0)
@@ -86,7 +86,7 @@ def check_study(name: str, profile_name: str | None, console: Console) -> list[s
         table.add_column(col)
     for arm in study.arms:
         n_params, arm_problems = check_arm(arm, profile)
-        kind = METHODS.get(arm.method).kind
+        kind = METHODS.get(arm.method).task_kind(arm.model_args)
         arm_problems += get_task(kind).data_problems(arm.method, has_masks=has_masks, has_labels=has_labels)
         problems += arm_problems
         table.add_row(arm.name, arm.method, kind, "—" if n_params is None else f"{n_params / 1e6:.2f} M",

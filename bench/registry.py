@@ -86,6 +86,8 @@ class MethodSpec:
         search_space: ``weight name -> (low, high)`` for tuning (log-uniform by default).
         size_multiple: spatial sizes must be divisible by this (e.g. 16 for four stride-2 stages).
         summary: one line for ``bench ls methods``.
+        kind_for: ``model_args -> kind`` for a method whose switches drop a head (the joint model's
+            ``heads: seg_only``); ``None`` when ``kind`` always holds.
     """
 
     name: str
@@ -96,6 +98,11 @@ class MethodSpec:
     search_space: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     size_multiple: int = 1
     summary: str = ""
+    kind_for: Callable[[Mapping[str, Any]], str] | None = None
+
+    def task_kind(self, model_args: Mapping[str, Any] | None = None) -> str:
+        """The task this method trains on with ``model_args`` (``kind`` unless ``kind_for`` says otherwise)."""
+        return self.kind_for(dict(model_args or {})) if self.kind_for is not None else self.kind
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:
@@ -139,6 +146,7 @@ def register_method(
     weights: Mapping[str, float] | None = None,
     search_space: Mapping[str, tuple[float, float]] | None = None,
     size_multiple: int = 1,
+    kind_for: Callable[[Mapping[str, Any]], str] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator registering a builder function as a method; the docstring's first line is its summary."""
 
@@ -155,6 +163,7 @@ def register_method(
                 search_space=dict(search_space or {}),
                 size_multiple=size_multiple,
                 summary=summary,
+                kind_for=kind_for,
             ),
         )
         return builder

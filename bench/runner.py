@@ -60,7 +60,7 @@ def plan_units(study: Study, profile: Profile, data: PreparedData, splits: Split
         for seed in study.seeds:
             for fold in range(study.folds):
                 spec = UnitSpec(
-                    study=study.name, arm=arm.name, label=arm.label, method=arm.method, kind=method.kind,
+                    study=study.name, arm=arm.name, label=arm.label, method=arm.method, kind=method.task_kind(arm.model_args),
                     model_args=dict(arm.model_args), weights=weights, fold=fold, seed=seed,
                     profile=profile.as_dict(), training=asdict(study.training), noise=study.noise,
                     data_fingerprint=data.fingerprint, split_hash=splits.hash, manifest=str(data.manifest),
