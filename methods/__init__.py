@@ -1,5 +1,9 @@
-"""The suite's own joint methods (the MS/NMOSD joint model, UML); importing this package registers them.
+"""The suite's own joint methods; importing this package registers them.
 
-The harness imports this package through the ``bench.methods`` entry point. The methods arrive with
-their own issues; until then this package registers nothing.
+* ``joint_model`` — the MS/NMOSD joint model of seed 000 (Huang et al. 2024) with every ablation switch
+  (:mod:`methods.joint`).
+
+The harness imports this package through the ``bench.methods`` entry point.
 """
+
+from methods import joint  # noqa: F401  (registers joint_model)
