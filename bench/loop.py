@@ -18,11 +18,29 @@ from torch.utils.data import DataLoader
 from bench.study import Training
 from bench.tasks import Task
 
-__all__ = ["make_optimizer", "train_step", "train", "TrainingDiverged"]
+__all__ = ["make_optimizer", "train_step", "train", "TrainingDiverged", "place_model", "to_device"]
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+def _memory_format(device: torch.device) -> torch.memory_format:
+    """``channels_last_3d`` on CPU, where oneDNN's channels-last 3D convolutions are the fast path (measured
+    at the ``cpu`` profile, one thread: 3D UNet step 0.127 → 0.072 s, joint model 0.42 → 0.34 s, ResNet34
+    unchanged); the default layout on CUDA, where cuDNN's fp32 3D kernels do not gain from it."""
+    return torch.channels_last_3d if device.type == "cpu" else torch.contiguous_format
+
+
+def place_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move ``model`` to ``device`` in the memory layout the harness feeds it (see :func:`to_device`)."""
+    return model.to(device=device, memory_format=_memory_format(device))
+
+
+def to_device(tensor: torch.Tensor, device: torch.device, *, non_blocking: bool = False) -> torch.Tensor:
+    """Move a tensor to ``device``; 5-D volumes take the device's preferred memory layout."""
+    tensor = tensor.to(device, non_blocking=non_blocking)
+    return tensor.contiguous(memory_format=_memory_format(device)) if tensor.ndim == 5 else tensor
 
 
 def make_optimizer(params, training: Training, lr: float) -> torch.optim.Optimizer:
@@ -75,7 +93,7 @@ def train(
         model.train()
         start, total, count, sums = time.perf_counter(), 0.0, 0, {}
         for step, batch in enumerate(loader):
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            batch = {k: to_device(v, device, non_blocking=True) for k, v in batch.items()}
             n, size = batch["image"].shape[0], batch["image"].shape[-1]
             check = None
             if epoch == 0 and step == 0:  # the output contract, once, on the first batch

@@ -27,7 +27,9 @@ class ModelOutput:
     Attributes:
         seg_logits: float [B, C, D, H, W]; C = 1 (sigmoid) or 2 (softmax / evidence), or None.
         cls_logits: float [B, K] over {MS = 0, NMOSD = 1}, or None.
-        aux: method-specific extras (deep-supervision maps, CAMs, evidence, uncertainty).
+        aux: method-specific extras (deep-supervision maps, CAMs, evidence, uncertainty). One key is read
+            by the harness: ``aux["cam"]``, float [B, 1, D, H, W] in [0, 1] in eval mode, a lesion
+            localisation map saved for every evaluated case (``cams.npz``) and drawn in the report.
     """
 
     seg_logits: torch.Tensor | None = None

@@ -2,9 +2,10 @@
 
 Per arm: parameters, forward FLOPs per volume (``torch.utils.flop_counter``), training-step time
 (forward + loss + backward + optimizer step at the profile's batch), inference time per volume and
-peak memory. Each arm is measured in a fresh spawned process so that its peak memory is its own:
-on CUDA ``torch.cuda.max_memory_allocated``, on CPU the process's peak RSS minus its RSS before the
-model was built. Times are medians over ``steps`` repetitions after one warm-up.
+peak memory. Inference runs in batches of ``bench.evaluate.EVAL_BATCH`` volumes, as evaluation does.
+Each arm is measured in a fresh spawned process so that its peak memory is its own: on CUDA
+``torch.cuda.max_memory_allocated``, on CPU the process's peak RSS minus its RSS before the model was
+built. Times are medians over ``steps`` repetitions after one warm-up.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def measure_arm(method: str, model_args: dict, weights: dict, profile: dict, ste
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from bench.loop import make_optimizer, train_step
+    from bench.evaluate import EVAL_BATCH
+    from bench.loop import make_optimizer, place_model, to_device, train_step
     from bench.registry import METHODS, load_plugins
     from bench.study import Training
 
@@ -39,11 +41,11 @@ def measure_arm(method: str, model_args: dict, weights: dict, profile: dict, ste
     size, batch = profile["size"], profile["batch"]
     rss_before = _rss_mb()
     torch.manual_seed(0)
-    model = spec.build(in_channels=1, num_classes=2, spatial_size=size, width=profile["width"], **model_args).to(device)
+    model = place_model(spec.build(in_channels=1, num_classes=2, spatial_size=size, width=profile["width"], **model_args), device)
     loss_fn = spec.make_loss(weights).to(device)
     optimizer = make_optimizer(model.parameters(), Training(), profile["lr"])
     params = sum(p.numel() for p in model.parameters())
-    image = torch.randn(batch, 1, size, size, size, device=device)
+    image = to_device(torch.randn(batch, 1, size, size, size), device)
     data = {"image": image, "mask": (torch.rand_like(image) > 0.99).float(),
             "label": torch.arange(batch, device=device) % 2}
 
@@ -61,18 +63,18 @@ def measure_arm(method: str, model_args: dict, weights: dict, profile: dict, ste
     model.train()
     train_times = [timed_step() for _ in range(steps + 1)][1:]
     model.eval()
-    single = image[:1]
     with torch.no_grad():
         with FlopCounterMode(display=False) as counter:
-            model(single)
+            model(image[:1])
         flops = counter.get_total_flops()
-        infer_times = []
+        infer_times = []  # per volume, in batches of EVAL_BATCH as bench.evaluate runs them
+        infer_batch = to_device(torch.randn(EVAL_BATCH, 1, size, size, size), device)
         for _ in range(steps + 1):
             sync()
             start = time.perf_counter()
-            model(single)
+            model(infer_batch)
             sync()
-            infer_times.append(time.perf_counter() - start)
+            infer_times.append((time.perf_counter() - start) / EVAL_BATCH)
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:

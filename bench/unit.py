@@ -48,7 +48,7 @@ def _train_and_evaluate(spec: UnitSpec, directory: Path, emit: Event) -> dict[st
     from bench.data.manifest import read_manifest
     from bench.evaluate import evaluate
     from bench.registry import METHODS, load_plugins
-    from bench.loop import train
+    from bench.loop import place_model, train
     from bench.splits import read_splits
     from bench.study import Training
     from bench.tasks import get_task
@@ -74,8 +74,8 @@ def _train_and_evaluate(spec: UnitSpec, directory: Path, emit: Event) -> dict[st
     loader = DataLoader(train_set, batch_size=profile["batch"], shuffle=True, drop_last=len(train_set) > profile["batch"],
                         num_workers=profile["workers"], generator=generator, pin_memory=device.type == "cuda",
                         persistent_workers=profile["workers"] > 0)
-    model = method.build(in_channels=1, num_classes=2, spatial_size=profile["size"], width=profile["width"],
-                         **spec.model_args).to(device)
+    model = place_model(method.build(in_channels=1, num_classes=2, spatial_size=profile["size"], width=profile["width"],
+                                     **spec.model_args), device)
     loss_fn = method.make_loss(spec.weights).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     history_rows: list[dict[str, Any]] = []
@@ -91,9 +91,9 @@ def _train_and_evaluate(spec: UnitSpec, directory: Path, emit: Event) -> dict[st
     train_seconds = time.perf_counter() - start
     emit({"type": "evaluate", "cases": len(test_cases)})
     start = time.perf_counter()
-    rows, masks = evaluate(model, loss_fn, test_cases, load_volumes(cache, test_cases), sigmas=spec.noise, device=device)
+    result = evaluate(model, loss_fn, test_cases, load_volumes(cache, test_cases), sigmas=spec.noise, device=device)
     eval_seconds = time.perf_counter() - start
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(result.rows)
     frame.insert(0, "study", spec.study)
     frame.insert(1, "arm", spec.arm)
     frame.insert(2, "method", spec.method)
@@ -101,7 +101,9 @@ def _train_and_evaluate(spec: UnitSpec, directory: Path, emit: Event) -> dict[st
     frame.insert(4, "seed", spec.seed)
     frame["spec_hash"], frame["split_hash"], frame["code_version"] = spec.hash, spec.split_hash, code_version()
     frame.to_parquet(directory / "per_case.parquet", index=False)
-    np.savez_compressed(directory / "predictions.npz", shape=np.asarray([profile["size"]] * 3), **masks)
+    np.savez_compressed(directory / "predictions.npz", shape=np.asarray([profile["size"]] * 3), **result.masks)
+    if result.maps:
+        np.savez_compressed(directory / "cams.npz", **result.maps)
     if training.checkpoint:
         torch.save(model.state_dict(), directory / "model.pt")
     return {"params": n_params, "train_seconds": train_seconds, "eval_seconds": eval_seconds,
