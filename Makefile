@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 BENCH  := $(VENV)/bin/bench
 # The CPU wheel of torch when no NVIDIA GPU is visible, the regular (CUDA) build otherwise.
 TORCH  := $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo torch; else echo torch==2.13.0; fi)
-DEMO_STUDY   ?= smoke
+DEMO_STUDY   ?= ablation_lgm
 DEMO_PROFILE ?= cpu
 JOBS   ?= 2
 

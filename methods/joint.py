@@ -46,7 +46,9 @@ Decisions taken here (the paper is silent; recorded in the closing notes too):
   32/64/128/16: 5.1 M parameters at paper size, and at the ``cpu`` profile a 0.37 s training step of
   which two thirds were the segmentation subnetwork; the study could not meet its time target.)
 * The last decoding block (at S) has no encoder feature at its resolution; it takes the input image
-  as its skip connection.
+  as its skip connection, and it is one conv block, not two: at S with 4–8 channels a 3×3×3 conv runs
+  far below the CPU's throughput, and the second conv cost 29 ms of a 0.23 s training step at the
+  ``cpu`` profile (the ``ablation_lgm`` demo took 22.3 min with it against a 20-minute target).
 * The global branch's embedding has ``C`` channels and ``max(1, C // 16)`` attention heads.
 * The final segmentation logit carries a learnable offset initialised to logit(0.01), as every
   segmentation baseline here (:class:`bench.outputs.SegmentationNet`); it does not change the model's
@@ -172,7 +174,7 @@ class SegmentationSubnetwork(nn.Module):
         self.up2 = nn.ConvTranspose3d(c2, c1, 2, stride=2)
         self.dec2 = double_conv(2 * c1, c1)
         self.up1 = nn.ConvTranspose3d(c1, c0, 2, stride=2)
-        self.dec1 = double_conv(c0 + image_channels, c0)
+        self.dec1 = conv_block(c0 + image_channels, c0)  # one conv block at S (module docstring)
         self.side = nn.ModuleList(nn.Conv3d(c, 1, 1) for c in (c3, c2, c1, c0))
         self.offset = nn.Parameter(torch.tensor(prior_logit(prior)))
 
