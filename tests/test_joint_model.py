@@ -255,3 +255,26 @@ def test_localisation_map_follows_eq10_for_the_predicted_class():
         maps = [minmax(F.interpolate(v, size=(32,) * 3, mode="trilinear", align_corners=False)) for v in cams]
         expected = (0.5 * maps[0] + 0.25 * maps[1] + 0.25 * maps[2]) / 1.0
     torch.testing.assert_close(out.aux["cam"], expected)
+
+
+def test_report_maps_helpers():
+    import numpy as np
+    import pandas as pd
+
+    from bench.report.maps import choose_cases, overlay_colours, unpack_prediction
+
+    pred = np.array([True, True, False, False])
+    ref = np.array([True, False, True, False])
+    rgba = overlay_colours(pred, ref)
+    assert rgba[0, 0] > 0.8 and rgba[0, 1] < 0.2  # TP red
+    assert rgba[1, 1] > 0.7 and rgba[1, 0] < 0.2  # FP green
+    assert rgba[2, 0] == 1.0 and rgba[2, 1] > 0.8  # FN yellow
+    assert rgba[3, 3] == 0.0  # TN transparent
+    volume = np.random.default_rng(0).random((3, 4, 5)) > 0.5
+    assert np.array_equal(unpack_prediction(np.packbits(volume), (3, 4, 5)), volume)
+    rows = pd.DataFrame({"case_id": ["a1", "a2", "b1", "c1", "d1", "e1"], "patient_id": ["a", "a", "b", "c", "d", "e"],
+                         "label": [0, 0, 0, 1, 1, 1], "sigma": 0.0})
+    lesion = {"a1": 10, "a2": 11, "b1": 30, "c1": 0, "d1": 5, "e1": 7}
+    # class 0: median 11 → a2, then a1 (same patient, skipped), then b1; class 1: lesion-free c1 is never
+    # shown, d1 and e1 tie at distance 1 from the median 6 and keep their order
+    assert choose_cases(rows, lesion, per_class=2) == ["a2", "b1", "d1", "e1"]

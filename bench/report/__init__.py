@@ -3,7 +3,8 @@
 Files: ``table.md``/``table.tex``/``table.csv`` (the seed's layout: mean ± std over folds, best bold,
 second underlined, † for arms significantly different from the reference), ``significance.md``/``.csv``
 (every pairwise test), ``versus_reference.csv``, ``folds.csv``, ``roc.png``/``.pdf``,
-``cd_<metric>.png``/``.pdf`` (three or more arms), ``noise.png``/``.pdf`` (noise grid), ``report.md``,
+``cd_<metric>.png``/``.pdf`` (three or more arms), ``noise.png``/``.pdf`` (noise grid),
+``overlays.png``/``.pdf`` and ``cams.png``/``.pdf`` (:mod:`bench.report.maps`), ``report.md``,
 ``report.html`` and ``provenance.json``. ``reports/README.md`` indexes every study with a report.
 """
 
@@ -97,6 +98,7 @@ def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
     from bench.report.collect import collect_per_case, collect_specs
     from bench.report.figures import plot_cd, plot_noise
     from bench.report.html import markdown_to_html
+    from bench.report.maps import plot_maps
     from bench.report.roc import plot_roc
     from bench.report.significance import friedman_summary, pairwise_table, versus_reference
     from bench.report.tables import summary_table, to_latex, to_markdown
@@ -139,6 +141,8 @@ def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
             files += cd_figures[-1][1]
     noise_files = plot_noise(folds, arms, label_list, study.metrics, out)
     files += noise_files
+    map_files = plot_maps(per_case, study_root, arms, labels, out)
+    files += map_files
 
     correction = {"holm": "Holm", "fdr_bh": "Benjamini–Hochberg"}[study.correction]
     imputed = int(table["n_imputed"].sum())
@@ -176,6 +180,15 @@ def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
     if noise_files:
         lines += ["## Robustness to Gaussian noise", "", "Mean ± std over folds of each metric against the noise σ "
                   "(added to the z-scored input; identical noise for every method).", "", "![Noise](noise.png)", ""]
+    if out / "overlays.png" in map_files:
+        lines += ["## Segmentation overlays", "", "Test cases chosen per class by median reference lesion volume "
+                  "(not by any arm's result); the axial slice with the most reference lesion voxels; each arm's "
+                  "prediction at σ = 0 from the fold that held the case out. True positive red, false positive "
+                  "green, false negative yellow (seed 000 Fig. 10).", "", "![Overlays](overlays.png)", ""]
+    if out / "cams.png" in map_files:
+        lines += ["## Lesion localisation maps", "", "The class-activation localisation map of the predicted "
+                  "class (η-weighted mean of the three classification blocks' min–max-normalised CAMs) beside the "
+                  "reference lesion mask, same cases and slices (seed 000 Fig. 12).", "", "![CAM maps](cams.png)", ""]
     efficiency = sorted(out.glob("efficiency_*.md"))
     if efficiency:
         lines += ["## Efficiency", "", "Measured by `bench perf` (a separate benchmark, not the training runs).", ""]
