@@ -89,10 +89,12 @@ def plot_maps(per_case: pd.DataFrame, study_root: Path, arms: Sequence[str], lab
     if not any(units.values()):
         return []
     spec = read_json(next(u for us in units.values() for u in us) / SPEC)
+    if not spec.get("cache_dir"):
+        return []
     cache = Path(spec["cache_dir"])
     case_ids = per_case.loc[per_case["sigma"] == 0, "case_id"].unique()
-    if not cache.is_dir() or not all((cache / f"{c}.npz").exists() for c in case_ids[:1]):
-        return []
+    if not cache.is_dir() or not all((cache / f"{c}.npz").exists() for c in case_ids):
+        return []  # the volume cache was cleared: the figures are skipped, the rest of the report is written
     lesion_voxels = {}
     for case_id in case_ids:
         vol = load_volume(cache, case_id)
