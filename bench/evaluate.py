@@ -7,7 +7,6 @@ localisation maps (``aux["cam"]``) at σ = 0 as uint8 for the CAM figure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,7 +83,7 @@ def evaluate(
             images = np.concatenate([images, np.repeat(images[-1:], batch_size - len(chunk), axis=0)])
         out = model(to_device(torch.from_numpy(images), device))
         pred = loss_fn.predict(out)
-        cam = out.aux.get("cam") if isinstance(out.aux, Mapping) else None
+        cam = out.aux.get("cam")
         for i, (case, vol, sigma) in enumerate(chunk):
             row, binary = _row(case, vol, sigma, pred, i)
             result.rows.append(row)

@@ -284,6 +284,11 @@ def minmax(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return (x - low.view(shape)) / (high - low).clamp_min(eps).view(shape)
 
 
+def resized_minmax(v: torch.Tensor, size) -> torch.Tensor:
+    """A CAM trilinearly resized to ``size`` and min–max normalised per sample (Eq. 11's V_i)."""
+    return minmax(F.interpolate(v, size=size, mode="trilinear", align_corners=False))
+
+
 def cross_task_loss(seg_maps: Sequence[torch.Tensor], cams: Sequence[torch.Tensor],
                     eta: Sequence[float] = CROSS_WEIGHTS) -> torch.Tensor:
     """Eq. 11: ``Σ_i η_i · MSE(S_i, minmax(resize(V_i)))``.
@@ -294,8 +299,7 @@ def cross_task_loss(seg_maps: Sequence[torch.Tensor], cams: Sequence[torch.Tenso
     """
     total = seg_maps[0].new_zeros(())
     for weight, s, v in zip(eta, seg_maps, cams):
-        v = minmax(F.interpolate(v, size=s.shape[2:], mode="trilinear", align_corners=False))
-        total = total + weight * F.mse_loss(s, v)
+        total = total + weight * F.mse_loss(s, resized_minmax(v, s.shape[2:]))
     return total
 
 
@@ -346,7 +350,7 @@ class JointModel(nn.Module):
         min–max-normalised CAMs, at the input size, in [0, 1]. [B, 1, D, H, W]."""
         cams = class_activation_maps(features, self.classification.weight_slices(), classes)
         eta = CROSS_WEIGHTS[::-1]  # blocks 1, 2, 3 carry η 0.5, 0.25, 0.25
-        maps = [w * minmax(F.interpolate(v, size=size, mode="trilinear", align_corners=False)) for w, v in zip(eta, cams)]
+        maps = [w * resized_minmax(v, size) for w, v in zip(eta, cams)]
         return sum(maps) / sum(eta)
 
 
