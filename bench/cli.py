@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from bench.data import DEFAULT_DIFFICULTY
 from bench.errors import BenchError
 
 RUNS_OPTION = click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
@@ -174,27 +175,76 @@ def data_preprocess(path: Path, out: Path, size: int, n4: bool, layout: str, mas
 
 @data_group.command("synth")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
-@click.option("--size", type=click.IntRange(min=16), default=64, show_default=True)
+@click.option("--size", type=click.IntRange(min=16), default=64, show_default=True, help="Cube side (voxels).")
 @click.option("--n-ms", type=click.IntRange(min=0), default=69, show_default=True)
 @click.option("--n-nmosd", type=click.IntRange(min=0), default=62, show_default=True)
-@click.option("--difficulty", type=click.FloatRange(0, 1), default=0.3, show_default=True, help="Class overlap, 0..1.")
+@click.option("--difficulty", type=click.FloatRange(0, 1), default=DEFAULT_DIFFICULTY, show_default=True,
+              help="Class overlap, 0 (typical MS vs typical NMOSD) .. 1 (same lesion patterns).")
+@click.option("--coupling", "site_class_coupling", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="Site-class coupling: 1 = like the seed (the ISBI-like site is all MS), 0 = site independent of class.")
+@click.option("--longitudinal", default="4,4,5,4,4", show_default=True,
+              help="Time points of each longitudinal (ISBI-like) MS patient; '' for none.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-def data_synth(out: Path, size: int, n_ms: int, n_nmosd: int, difficulty: float, seed: int) -> None:
-    """Generate the synthetic MS/NMOSD cohort (BIDS-like tree, participants.tsv, manifest.csv).
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Worker processes (default: cores, at most 4).")
+def data_synth(out: Path, size: int, n_ms: int, n_nmosd: int, difficulty: float, site_class_coupling: float,
+               longitudinal: str, seed: int, jobs: int | None) -> None:
+    """Generate the synthetic MS/NMOSD cohort on MNI anatomy (BIDS-like tree, participants.tsv, manifest.csv).
 
     \b
     Studies generate and cache it on first use; this writes a copy where you want it.
-    Example: bench data synth --out cohort64 --size 64
+    Example: bench data synth --out cohort64 --size 64 --difficulty 0.5 --coupling 0
     """
+    import time
+
     from bench.data.synthetic import SyntheticConfig, generate_cohort
     from bench.progress import counter_bar
 
     try:
-        config = SyntheticConfig(n_ms=n_ms, n_nmosd=n_nmosd, size=size, difficulty=difficulty, seed=seed)
+        timepoints = tuple(int(v) for v in longitudinal.split(",") if v.strip())
+        config = SyntheticConfig(n_ms=n_ms, n_nmosd=n_nmosd, size=size, difficulty=difficulty, seed=seed,
+                                 longitudinal=timepoints, site_class_coupling=site_class_coupling)
     except ValueError as exc:
-        raise BenchError(str(exc)) from None
+        raise BenchError(f"--longitudinal/--n-ms/--n-nmosd: {exc}") from None
     update, _ = counter_bar(_console(), "generating scans")
-    click.echo(f"wrote {generate_cohort(config, out, progress=update)}")
+    start = time.perf_counter()
+    manifest = generate_cohort(config, out, progress=update, jobs=jobs)
+    elapsed = time.perf_counter() - start
+    n = n_ms + n_nmosd
+    click.echo(f"wrote {manifest} ({n} scans at {size}³ in {elapsed:.1f} s, {elapsed / n:.2f} s per scan)")
+
+
+@data_group.command("show")
+@click.argument("path", type=click.Path(path_type=Path), required=False)
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=Path("data.png"), show_default=True,
+              help="PNG to write (a PDF is written beside it).")
+@click.option("--per-class", type=click.IntRange(min=1, max=10), default=3, show_default=True, help="Subjects per class.")
+@click.option("--slices", type=click.IntRange(min=1, max=8), default=3, show_default=True, help="Axial slices per subject.")
+@click.option("--size", type=click.IntRange(min=16), default=64, show_default=True,
+              help="Without PATH: the default synthetic cohort at this size (generated and cached if needed).")
+@click.option("--format", "layout", type=click.Choice(["auto", "manifest", "isbi2015", "msseg2016", "bids"]), default="auto")
+@click.option("--mask", default="mask1", show_default=True, help="ISBI 2015 only: mask1 | mask2 | union | intersection.")
+def data_show(path: Path | None, out: Path, per_class: int, slices: int, size: int, layout: str, mask: str) -> None:
+    """Draw a few subjects per class: axial slices through their lesions, outlines coloured by lesion class.
+
+    \b
+    PATH is a dataset folder or manifest CSV; without it, the default synthetic cohort.
+    Example: bench data show --out docs/cohort.png
+    """
+    from bench.data.show import show_dataset
+    from bench.progress import counter_bar
+
+    if path is None:
+        from dataclasses import replace
+
+        from bench.data import resolve_manifest
+        from bench.profiles import PROFILES
+
+        update, _ = counter_bar(_console(), f"generating the default cohort ({size}³, cached)")
+        manifest = resolve_manifest("synthetic", {}, replace(PROFILES["cpu"], size=size), progress=update)
+    else:
+        manifest, layout = _resolve_dataset(path, layout, mask)
+    update, _ = counter_bar(_console(), "reading masks")
+    click.echo(f"wrote {show_dataset(manifest, out, per_class=per_class, slices=slices, progress=update)}")
 
 
 @cli.command()

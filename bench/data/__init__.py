@@ -27,8 +27,11 @@ from bench.errors import ConfigError, did_you_mean
 from bench.profiles import Profile
 from bench.registry import Registry
 
-__all__ = ["DATASETS", "PreparedData", "prepare_dataset", "cache_root", "resolve_manifest"]
+__all__ = ["DEFAULT_DIFFICULTY", "DATASETS", "PreparedData", "prepare_dataset", "cache_root", "resolve_manifest"]
 
+#: The synthetic cohort's default class overlap (a logistic regression on lesion count, volume and mean size
+#: reaches about 0.72 accuracy; see bench.data.synthetic). Kept here so the CLI can show it without importing SciPy.
+DEFAULT_DIFFICULTY = 0.25
 Progress = Callable[[int, int], None]
 DATASETS: Registry[Callable[..., Path]] = Registry("dataset")
 

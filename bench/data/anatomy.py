@@ -27,9 +27,11 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["ANATOMY_VERSION", "MNI_POINTS", "CST_POLYLINE", "Anatomy", "derive_anatomy", "load_anatomy"]
+__all__ = ["ANATOMY_VERSION", "MNI_POINTS", "CST_POLYLINE", "REGIONS", "Anatomy", "derive_anatomy", "load_anatomy",
+           "derive_regions", "load_regions"]
 
-ANATOMY_VERSION = "1"
+ANATOMY_VERSION = "2"
+MARGIN_MM = 12.0  # each side of the brain's bounding box on the S³ grids (room for the generator's warps)
 MNI_ORIGIN = np.array([-98.0, -134.0, -72.0])
 #: Named points (MNI mm); bilateral points are given for the right side (+x) and mirrored by the generator.
 MNI_POINTS = {
@@ -120,10 +122,14 @@ def derive_anatomy() -> Anatomy:
 
 
 def _resample(anatomy: Anatomy, size: int) -> Anatomy:
-    """Onto an S³ cube centred on the brain's bounding box, covering it with a 4 mm margin."""
+    """Onto an S³ cube centred on the brain's bounding box, covering it with a 12 mm margin.
+
+    Tissue fractions and T1 are low-pass filtered first (Gaussian, FWHM ≈ the new spacing) so that a coarse voxel holds
+    the partial-volume average of its neighbourhood instead of one aliased 1 mm sample.
+    """
     nz = np.argwhere(anatomy.brain)
     lo, hi = nz.min(axis=0), nz.max(axis=0) + 1
-    side = float((hi - lo).max() + 8)  # mm at 1 mm spacing
+    side = float((hi - lo).max() + 2 * MARGIN_MM)  # mm at 1 mm spacing
     spacing = side / size
     centre = (lo + hi) / 2.0
     start = centre - side / 2.0 + spacing / 2.0 - 0.5  # voxel coordinate of the first output centre
@@ -134,11 +140,96 @@ def _resample(anatomy: Anatomy, size: int) -> Anatomy:
         if f.name in ("spacing", "origin"):
             continue
         source = getattr(anatomy, f.name).astype(np.float32)
+        if f.name in ("t1", "gm", "wm", "csf") and spacing > 1.0:
+            source = ndimage.gaussian_filter(source, sigma=0.42 * np.sqrt(spacing**2 - 1.0))
         resampled = ndimage.map_coordinates(source, coords, order=1, mode="constant",
                                             cval=float(source.max()) if f.name.startswith("dist") else 0.0)
         out[f.name] = resampled >= 0.5 if getattr(anatomy, f.name).dtype == bool else resampled.astype(np.float32)
     origin = MNI_ORIGIN + start  # input voxel i sits at MNI origin + i mm, so output voxel 0 sits at origin + start
     return Anatomy(spacing=spacing, origin=origin, **out)
+
+
+#: Candidate lesion sites (MNI mm), each a rule on the 1 mm anatomy; the generator samples lesion centres from them.
+REGIONS = (
+    "periventricular", "ventricle_wall", "juxtacortical", "deep_wm", "infratentorial", "callosal_undersurface",
+    "subcortical", "periependymal", "corpus_callosum", "area_postrema", "thalamus", "hypothalamus",
+)
+
+
+def _near(x, y, z, points, radius: float) -> np.ndarray:
+    out = np.zeros(x.shape, bool)
+    for p in points:
+        out |= (x - p[0]) ** 2 + (y - p[1]) ** 2 + (z - p[2]) ** 2 <= radius**2
+    return out
+
+
+def _bilateral(name: str) -> list[tuple]:
+    x, y, z = MNI_POINTS[name]
+    return [(x, y, z), (-x, y, z)] if x else [(x, y, z)]
+
+
+def derive_regions(anatomy: Anatomy, *, max_points: int = 20000) -> dict[str, np.ndarray]:
+    """Candidate centres per region (float32 [N, 3], MNI mm), at most ``max_points`` each (a fixed subsample).
+
+    The rules encode DATA.md's lesion sites: e.g. ``periventricular`` = WM > 0.5 at 1–5 mm from the lateral
+    ventricles; ``deep_wm`` = WM > 0.8 more than 8 mm from the ventricles and 6 mm from cortex, supratentorial;
+    ``subcortical`` = WM > 0.5 at 2–12 mm from cortex (NMOSD's punctate dots); ``infratentorial`` = WM > 0.5 within
+    12 mm of the pons, cerebral peduncles or cerebellar WM and below z = −12 mm.
+    """
+    if anatomy.spacing != 1.0:
+        raise ValueError("derive_regions needs the 1 mm anatomy")
+    x, y, z = anatomy.coordinates()
+    wm, gm = anatomy.wm, anatomy.gm
+    parenchyma = (wm + gm) > 0.5
+    csf_like = (anatomy.csf > 0.5) & (anatomy.t1 < 0.45)
+    ventricles = anatomy.third_ventricle | anatomy.fourth_ventricle | anatomy.aqueduct
+    dl, dc, dp = anatomy.dist_lateral, anatomy.dist_cortex, anatomy.dist_periependymal
+    rules = {
+        "periventricular": (wm > 0.5) & (dl > 1) & (dl <= 5) & ~csf_like,
+        "ventricle_wall": (dl > 0) & (dl <= 2) & parenchyma,
+        "juxtacortical": (wm > 0.4) & (dc > 0) & (dc <= 3) & (z > -10) & (anatomy.depth > 4),
+        "deep_wm": (wm > 0.8) & (dl > 8) & (dc > 6) & (z > -5),
+        "infratentorial": (wm > 0.5) & (z < -12) & _near(
+            x, y, z, [*_bilateral("pons"), *_bilateral("cerebral_peduncle"), *_bilateral("cerebellar_wm")], 12.0),
+        "callosal_undersurface": anatomy.corpus_callosum & (dl <= 3),
+        "subcortical": (wm > 0.5) & (dc > 2) & (dc <= 12) & (z > -10),
+        "periependymal": (dp > 0) & (dp <= 2.5) & parenchyma & ~ventricles & ~csf_like,
+        "corpus_callosum": anatomy.corpus_callosum,
+        "area_postrema": _near(x, y, z, _bilateral("area_postrema"), 3.0) & anatomy.brain,
+        "thalamus": _near(x, y, z, _bilateral("thalamus"), 5.0) & parenchyma,
+        "hypothalamus": _near(x, y, z, _bilateral("hypothalamus"), 3.0) & parenchyma,
+    }
+    rng = np.random.default_rng(0)
+    out = {}
+    for name in REGIONS:
+        idx = np.argwhere(rules[name])
+        if len(idx) == 0:
+            raise RuntimeError(f"anatomy region '{name}' is empty; the templates are not what DATA.md describes")
+        if len(idx) > max_points:
+            idx = idx[np.sort(rng.choice(len(idx), max_points, replace=False))]
+        out[name] = (idx + anatomy.origin).astype(np.float32)
+        if name == "periventricular":  # direction away from the ventricles (Dawson's fingers point along it)
+            i, j, k = idx.T
+            grad = np.stack([dl[i + 1, j, k] - dl[i - 1, j, k], dl[i, j + 1, k] - dl[i, j - 1, k],
+                             dl[i, j, k + 1] - dl[i, j, k - 1]], axis=1)
+            out["periventricular_dir"] = (grad / np.maximum(np.linalg.norm(grad, axis=1, keepdims=True), 1e-6)).astype(np.float32)
+    return out
+
+
+def load_regions(*, cache: Path | None = None) -> dict[str, np.ndarray]:
+    """:func:`derive_regions` of the 1 mm anatomy, cached beside it."""
+    from bench.data import cache_root
+
+    path = (cache or cache_root()) / "anatomy" / f"v{ANATOMY_VERSION}-regions.npz"
+    if path.exists():
+        with np.load(path) as z:
+            return {name: z[name] for name in z.files}
+    regions = derive_regions(load_anatomy(None, cache=cache))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez_compressed(tmp, **regions)
+    tmp.replace(path)
+    return regions
 
 
 def load_anatomy(size: int | None = None, *, cache: Path | None = None) -> Anatomy:
