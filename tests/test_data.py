@@ -108,6 +108,8 @@ def test_generator_is_deterministic_per_scan(tmp_path):
     alone = generate_scan(config, target.patient_id[4:], int(target.timepoint), "MS")
     assert np.array_equal(np.asarray(nib.load(str(target.image_path)).dataobj), alone.image)
     assert np.array_equal(np.asarray(nib.load(str(target.mask_path)).dataobj), alone.mask)
+    classes = target.mask_path.with_name(target.mask_path.name.replace("label-lesion_mask", "label-lesionclass_dseg"))
+    assert np.array_equal(np.asarray(nib.load(str(classes)).dataobj), alone.lesion_class)
 
 
 def test_generator_class_signal():

@@ -48,7 +48,7 @@ def _class_map(case: Case) -> tuple[np.ndarray | None, dict[int, str]]:
 
 
 def choose_subjects(cases: list[Case], volumes: dict[str, float], per_class: int) -> list[Case]:
-    """Per class: scans at evenly spaced lesion-volume quantiles (one per patient), then one lesion-free scan."""
+    """Per class: scans at the centred lesion-volume quantiles (i + ½)/n (one per patient), then one lesion-free scan."""
     chosen: list[Case] = []
     for label in sorted({c.label for c in cases}, key=lambda v: (v is None, v)):
         first_per_patient: dict[str, Case] = {}
@@ -60,7 +60,7 @@ def choose_subjects(cases: list[Case], volumes: dict[str, float], per_class: int
         free = [c for c in pool if volumes[c.scan_id] == 0]
         n = min(per_class - (1 if free else 0), len(with_lesions)) if per_class > 1 else min(1, len(with_lesions))
         if n > 0:
-            picks = np.unique(np.round(np.linspace(0, len(with_lesions) - 1, n + 2)[1:-1]).astype(int))
+            picks = np.floor((np.arange(n) + 0.5) * len(with_lesions) / n).astype(int)  # centred quantiles, distinct
             chosen += [with_lesions[i] for i in picks]
         if free and len([c for c in chosen if c.label == label]) < per_class:
             chosen.append(free[0])
