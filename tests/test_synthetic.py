@@ -118,7 +118,13 @@ def test_lesion_sites_follow_their_regions(mm1):
         i, j, k = np.round(mm1.mni_to_voxel(lesion["centre"])).astype(int)
         return float(getattr(mm1, name)[i, j, k])
 
-    assert all(at("dist_lateral", l) <= 6 for l in by_class["pv_ovoid"])
+    for lesion in by_class["pv_ovoid"]:  # sampled next to the ventricle, then moved outward along its axis
+        semi_major = lesion["diameter_mm"] / 2 * lesion["elongation"] ** (2 / 3)
+        start = np.asarray(lesion["centre"]) - 0.6 * semi_major * np.asarray(lesion["axis"])
+        assert at("dist_lateral", {"centre": start}) <= 6
+    moved_out = [at("dist_lateral", l) > at("dist_lateral", {"centre": np.asarray(l["centre"]) - np.asarray(l["axis"])})
+                 for l in by_class["pv_ovoid"]]
+    assert np.mean(moved_out) > 0.9
     assert all(at("dist_lateral", l) > 7 and at("dist_cortex", l) > 5 for l in by_class["deep"])
     assert all(2 <= at("dist_cortex", l) <= 13 for l in by_class["dot"])
     assert all(at("dist_cortex", l) <= 4 for l in by_class["juxtacortical"])

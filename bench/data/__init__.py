@@ -30,7 +30,7 @@ from bench.registry import Registry
 __all__ = ["DEFAULT_DIFFICULTY", "DATASETS", "PreparedData", "prepare_dataset", "cache_root", "resolve_manifest"]
 
 #: The synthetic cohort's default class overlap (a logistic regression on lesion count, volume and mean size
-#: reaches about 0.72 accuracy; see bench.data.synthetic). Kept here so the CLI can show it without importing SciPy.
+#: reaches about 0.78 accuracy; see bench.data.synthetic). Kept here so the CLI can show it without importing SciPy.
 DEFAULT_DIFFICULTY = 0.25
 Progress = Callable[[int, int], None]
 DATASETS: Registry[Callable[..., Path]] = Registry("dataset")

@@ -44,8 +44,12 @@ Decisions beyond DATA.md (also in the README):
   MRI all but rules MS out).
 - NMOSD's count is negative binomial with r = 3 and mean 3 (DATA.md: r = 1.5, mean ≈ 5). With DATA.md's
   values and its lesion sizes, the median lesion volume of NMOSD scans with lesions came out at 2.0 mL
-  (literature: 0.96 mL, vs 7.1 mL in RRMS); with these it is 1.4 mL.
-- Default difficulty 0.25: a logistic regression on count + volume + mean size reaches ≈ 0.75 (band 0.65–0.85).
+  (literature: 0.96 mL, vs 7.1 mL in RRMS); with these it is 1.2 mL.
+- MS's count has mean 25 (DATA.md: ≈ 20). After the default difficulty's blending, mean 20 gave a median of 12
+  lesions and 4.9 mL (literature: median ~15 lesions, 7.1 mL in RRMS); mean 25 gives 14 lesions and 6.2 mL.
+- Periventricular ovoid lesions start at the ventricle wall and point away from it (the centre is moved 0.6
+  semi-major axes outward from the sampled point); centred on the sampled point, ~25 % of each fell in CSF.
+- Default difficulty 0.25: a logistic regression on count + volume + mean size reaches ≈ 0.78 (band 0.65–0.85).
 - Band lesions along the lateral ventricles are corrected for wrapping around the thin ventricles
   (:data:`BAND_WRAP`) and marbled lesions inflated inside the callosum (:data:`MARBLED_INFLATION`) so that
   rendered volumes match planned ones; diameters are truncated at ±2.5 σ of their lognormal.
@@ -62,7 +66,9 @@ import math
 import multiprocessing
 import os
 from collections.abc import Callable
+import logging
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -80,7 +86,8 @@ __all__ = [
     "Scan", "cohort_plan", "subject_plan", "scan_plan", "plan_features", "generate_scan", "generate_cohort",
 ]
 
-GENERATOR_VERSION = "mni-2"
+log = logging.getLogger(__name__)
+GENERATOR_VERSION = "mni-3"
 
 
 @dataclass(frozen=True)
@@ -150,7 +157,7 @@ class CountModel:
     minimum: int
 
 
-COUNTS = {"MS": CountModel(0.0, 2.0, 20.0, 2), "NMOSD": CountModel(0.4, 3.0, 3.0, 1)}
+COUNTS = {"MS": CountModel(0.0, 2.0, 25.0, 2), "NMOSD": CountModel(0.4, 3.0, 3.0, 1)}
 
 
 @dataclass(frozen=True)
@@ -333,8 +340,12 @@ def _draw_lesion(rng: np.random.Generator, name: str, regions: dict[str, np.ndar
         axis = np.array([rng.normal(scale=0.1), 1.0, rng.normal(scale=0.1)])  # along the callosal body
     else:
         axis = rng.normal(size=3)
-    lesion["axis"] = [float(v) for v in axis / max(np.linalg.norm(axis), 1e-9)]
+    axis = axis / max(np.linalg.norm(axis), 1e-9)
+    lesion["axis"] = [float(v) for v in axis]
     lesion["elongation"] = float(rng.uniform(*cls.elongation))
+    if name == "pv_ovoid":  # a Dawson's finger starts at the ventricle wall and points away from it
+        semi_major = diameter / 2 * lesion["elongation"] ** (2 / 3)
+        lesion["centre"] = [float(v) for v in centre + 0.6 * semi_major * axis]
     return lesion
 
 
@@ -681,20 +692,27 @@ def generate_cohort(config: SyntheticConfig, out: Path, *, progress: Callable[[i
     load_regions()
     jobs = max(1, min(jobs or min(os.cpu_count() or 1, 4), len(plan)))
     tasks = [(config, patient, tp, label, str(out)) for patient, tp, label in plan]
-    rows: list[dict[str, str]] = []
-    if jobs == 1:
-        for i, task in enumerate(tasks):
-            rows.append(_write_scan(task))
-            if progress:
-                progress(i + 1, len(tasks))
-    else:
+    rows: dict[int, dict[str, str]] = {}
+
+    def done(i: int, row: dict[str, str]) -> None:
+        rows[i] = row
+        if progress:
+            progress(len(rows), len(tasks))
+
+    if jobs > 1:
         # spawn, not fork: the caller may already run torch/OpenMP threads, which a fork would copy in a locked state
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for i, row in enumerate(pool.map(_write_scan, tasks, chunksize=2)):
-                rows.append(row)
-                if progress:
-                    progress(i + 1, len(tasks))
-    participants = {row["patient_id"]: (row["label"], row["site"]) for row in rows}
+        try:
+            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                for i, row in enumerate(pool.map(_write_scan, tasks, chunksize=2)):
+                    done(i, row)
+        except BrokenProcessPool as exc:  # e.g. a __main__ the workers cannot import (python - < script)
+            log.warning("cohort workers failed (%s); generating the remaining %d scans in this process",
+                        exc, len(tasks) - len(rows))
+    for i, task in enumerate(tasks):
+        if i not in rows:
+            done(i, _write_scan(task))
+    ordered = [rows[i] for i in range(len(tasks))]
+    participants = {row["patient_id"]: (row["label"], row["site"]) for row in ordered}
     (out / "participants.tsv").write_text(
         "participant_id\tdiagnosis\tsite\n" + "".join(f"{p}\t{d}\t{s}\n" for p, (d, s) in participants.items())
     )
@@ -702,4 +720,4 @@ def generate_cohort(config: SyntheticConfig, out: Path, *, progress: Callable[[i
         "Name": "jointbench synthetic MS/NMOSD cohort", "BIDSVersion": "1.8.0", "DatasetType": "raw",
         "GeneratedBy": [{"Name": "jointbench", "Version": GENERATOR_VERSION}], "config": asdict(config),
         "lesion_class_index": CLASS_INDEX}, indent=1))
-    return write_manifest(out / "manifest.csv", rows)
+    return write_manifest(out / "manifest.csv", ordered)
