@@ -14,6 +14,10 @@ from bench.errors import BenchError
 
 RUNS_OPTION = click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
                            show_default=True, help="Root of the results store.")
+LAYOUT_OPTION = click.option("--format", "layout", type=click.Choice(["auto", "manifest", "isbi2015", "msseg2016", "bids"]),
+                             default="auto", show_default=True, help="Dataset layout (auto-detected by default).")
+MASK_OPTION = click.option("--mask", default="mask1", show_default=True,
+                           help="ISBI 2015 only: mask1 | mask2 | union | intersection.")
 PROFILE_OPTION = click.option("--profile", "-p", default=None, help="smoke | cpu | paper (default: the study's).")
 
 
@@ -98,9 +102,8 @@ def data_group() -> None:
 
 @data_group.command("check")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--format", "layout", type=click.Choice(["auto", "manifest", "isbi2015", "msseg2016", "bids"]), default="auto",
-              show_default=True, help="Dataset layout (auto-detected by default).")
-@click.option("--mask", default="mask1", show_default=True, help="ISBI 2015 only: mask1 | mask2 | union | intersection.")
+@LAYOUT_OPTION
+@MASK_OPTION
 def data_check(path: Path, layout: str, mask: str) -> None:
     """Validate a dataset and print a summary: cases, patients, labels, sites, shapes, spacings, lesion volumes.
 
@@ -155,8 +158,8 @@ def _resolve_dataset(path: Path, layout: str, mask: str) -> tuple[Path, str]:
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
 @click.option("--size", type=click.IntRange(min=8), default=160, show_default=True, help="Cube side after resizing.")
 @click.option("--n4/--no-n4", default=True, show_default=True, help="N4 bias-field correction (SimpleITK).")
-@click.option("--format", "layout", type=click.Choice(["auto", "manifest", "isbi2015", "msseg2016", "bids"]), default="auto")
-@click.option("--mask", default="mask1", show_default=True, help="ISBI 2015 only: mask1 | mask2 | union | intersection.")
+@LAYOUT_OPTION
+@MASK_OPTION
 def data_preprocess(path: Path, out: Path, size: int, n4: bool, layout: str, mask: str) -> None:
     """Apply the seed's preprocessing (N4, crop background, resize, z-score) and write a manifest dataset.
 
@@ -221,8 +224,8 @@ def data_synth(out: Path, size: int, n_ms: int, n_nmosd: int, difficulty: float,
 @click.option("--slices", type=click.IntRange(min=1, max=8), default=3, show_default=True, help="Axial slices per subject.")
 @click.option("--size", type=click.IntRange(min=16), default=64, show_default=True,
               help="Without PATH: the default synthetic cohort at this size (generated and cached if needed).")
-@click.option("--format", "layout", type=click.Choice(["auto", "manifest", "isbi2015", "msseg2016", "bids"]), default="auto")
-@click.option("--mask", default="mask1", show_default=True, help="ISBI 2015 only: mask1 | mask2 | union | intersection.")
+@LAYOUT_OPTION
+@MASK_OPTION
 def data_show(path: Path | None, out: Path, per_class: int, slices: int, size: int, layout: str, mask: str) -> None:
     """Draw a few subjects per class: axial slices through their lesions, outlines coloured by lesion class.
 

@@ -225,26 +225,27 @@ def load_regions(*, cache: Path | None = None) -> dict[str, np.ndarray]:
         with np.load(path) as z:
             return {name: z[name] for name in z.files}
     regions = derive_regions(load_anatomy(None, cache=cache))
+    _save_npz(path, regions)
+    return regions
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write a cache file atomically (a reader never sees a half-written file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez_compressed(tmp, **regions)
+    np.savez_compressed(tmp, **arrays)
     tmp.replace(path)
-    return regions
 
 
 def load_anatomy(size: int | None = None, *, cache: Path | None = None) -> Anatomy:
     """The anatomy at 1 mm (``size=None``) or on an S³ cube, cached under ``$BENCH_CACHE/anatomy``."""
     from bench.data import cache_root
 
-    directory = (cache or cache_root()) / "anatomy"
-    path = directory / f"v{ANATOMY_VERSION}-{'1mm' if size is None else size}.npz"
+    path = (cache or cache_root()) / "anatomy" / f"v{ANATOMY_VERSION}-{'1mm' if size is None else size}.npz"
     if path.exists():
         with np.load(path) as z:
             return Anatomy(**{f.name: (z[f.name] if f.name != "spacing" else float(z[f.name])) for f in fields(Anatomy)})
     base = derive_anatomy() if size is None else load_anatomy(None, cache=cache)
     anatomy = base if size is None else _resample(base, size)
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez_compressed(tmp, **{f.name: getattr(anatomy, f.name) for f in fields(Anatomy)})
-    tmp.replace(path)
+    _save_npz(path, {f.name: getattr(anatomy, f.name) for f in fields(Anatomy)})
     return anatomy

@@ -26,7 +26,8 @@ class DatasetSummary:
     sites: Counter = field(default_factory=Counter)
     shapes: Counter = field(default_factory=Counter)
     spacings: Counter = field(default_factory=Counter)
-    lesion_ml: dict[str, list[float]] = field(default_factory=dict)
+    lesion_ml: dict[str, list[float]] = field(default_factory=dict)  # per label
+    scan_lesion_ml: dict[str, float] = field(default_factory=dict)  # per scan id (0 without a mask)
     without_mask: int = 0
 
 
@@ -58,9 +59,12 @@ def summarise(manifest: Path, *, progress: Callable[[int, int], None] | None = N
             folds_by_patient.setdefault(case.patient_id, set()).add(folds[case.scan_id])
         if case.mask_path is None:
             summary.without_mask += 1
+            summary.scan_lesion_ml[case.scan_id] = 0.0
         else:
             mask = checked_mask(case, image.shape, affine)
-            summary.lesion_ml.setdefault(label, []).append(float(mask.sum() * np.prod(spacing) / 1000.0))
+            volume = float(mask.sum() * np.prod(spacing) / 1000.0)
+            summary.lesion_ml.setdefault(label, []).append(volume)
+            summary.scan_lesion_ml[case.scan_id] = volume
         if progress:
             progress(i + 1, len(cases))
     split = sorted(p for p, f in folds_by_patient.items() if len(f) > 1)

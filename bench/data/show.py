@@ -15,8 +15,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from bench.data.check import summarise
 from bench.data.manifest import LABEL_NAMES, Case, read_manifest
-from bench.data.preprocess import checked_mask, load_nifti
 
 __all__ = ["show_dataset", "choose_subjects", "axial_slices"]
 
@@ -69,10 +69,9 @@ def choose_subjects(cases: list[Case], volumes: dict[str, float], per_class: int
 
 def axial_slices(mask: np.ndarray | None, n: int, gap: int) -> list[int]:
     """The ``n`` axial slices with the most lesion voxels, at least ``gap`` apart (central slices if none)."""
-    depth = mask.shape[2] if mask is not None else 0
     if mask is None or not mask.any():
         return []
-    counts = mask.reshape(-1, depth).sum(axis=0)
+    counts = mask.reshape(-1, mask.shape[2]).sum(axis=0)
     picked: list[int] = []
     for z in np.argsort(-counts, kind="stable"):
         if counts[z] == 0:
@@ -94,15 +93,7 @@ def show_dataset(manifest: Path, out: Path, *, per_class: int = 3, slices: int =
     from matplotlib.lines import Line2D
 
     cases = read_manifest(manifest)
-    volumes: dict[str, float] = {}
-    for i, case in enumerate(cases):
-        if case.mask_path is None:
-            volumes[case.scan_id] = 0.0
-        else:
-            image, affine, spacing = load_nifti(case.image_path)
-            volumes[case.scan_id] = float(checked_mask(case, image.shape, affine).sum() * np.prod(spacing) / 1000.0)
-        if progress:
-            progress(i + 1, len(cases))
+    volumes = summarise(manifest, progress=progress).scan_lesion_ml  # validates every image and mask on the way
     chosen = choose_subjects(cases, volumes, per_class)
     fig, axes = plt.subplots(len(chosen), slices, figsize=(2.4 * slices, 2.5 * len(chosen)), squeeze=False,
                              facecolor="black")
@@ -112,9 +103,10 @@ def show_dataset(manifest: Path, out: Path, *, per_class: int = 3, slices: int =
         mask = _canonical(case.mask_path) > 0 if case.mask_path is not None else None
         classes, names = _class_map(case)
         zs = axial_slices(mask, slices, gap=max(2, image.shape[2] // 16))
-        brain_z = np.flatnonzero(image.reshape(-1, image.shape[2]).any(axis=0))
-        while len(zs) < slices:  # fill with evenly spaced brain slices
-            zs = sorted(set(zs) | {int(v) for v in np.linspace(brain_z.min(), brain_z.max(), slices + 2)[1:-1]})[:slices]
+        if len(zs) < slices:  # fill with evenly spaced brain slices
+            brain_z = np.flatnonzero(image.reshape(-1, image.shape[2]).any(axis=0))
+            spread = [int(v) for v in np.linspace(brain_z.min(), brain_z.max(), slices + 2)[1:-1]]
+            zs = sorted(zs + [z for z in dict.fromkeys(spread) if z not in zs][: slices - len(zs)])
         top = np.percentile(image[image > 0], 99.5) if (image > 0).any() else 1.0
         for col, z in enumerate(zs):
             ax = axes[row, col]

@@ -265,13 +265,14 @@ def cohort_plan(config: SyntheticConfig) -> list[tuple[str, int, str]]:
     return plan
 
 
-def _longitudinal_patients(config: SyntheticConfig) -> tuple[set[int], float]:
+@lru_cache(maxsize=8)
+def _longitudinal_patients(config: SyntheticConfig) -> tuple[frozenset[int], float]:
     """Ids of the longitudinal (site A) patients and their share of the cohort's scans."""
     plan = cohort_plan(config)
     counts: dict[int, int] = {}
     for pid, _, _ in plan:
         counts[int(pid)] = counts.get(int(pid), 0) + 1
-    longitudinal = {p for p, n in counts.items() if n > 1}
+    longitudinal = frozenset(p for p, n in counts.items() if n > 1)
     share = sum(counts[p] for p in longitudinal) / len(plan)
     return longitudinal, share
 
@@ -311,6 +312,34 @@ def _cst_samples(side: float) -> tuple[np.ndarray, np.ndarray]:
     return points, arc
 
 
+def _semi_axes(lesion: dict) -> np.ndarray:
+    """Semi-axes (mm) of an ovoid lesion: volume of the equivalent-diameter sphere, the long one ``elongation`` times
+    the others (a marbled lesion is enlarged by :data:`MARBLED_INFLATION` before the callosum cuts it)."""
+    e = lesion.get("elongation", 1.0)
+    inflate = MARBLED_INFLATION if LESION_CLASSES[lesion["class"]].shape == "marbled" else 1.0
+    b = lesion["diameter_mm"] / 2 / e ** (1 / 3) * inflate
+    return np.array([e * b, b, b])
+
+
+def _band_radius(lesion: dict, *, wrap_corrected: bool = True) -> float:
+    """Radius ρ of the ball that bounds a band lesion: V = π ρ² × thickness, divided by :data:`BAND_WRAP` unless
+    ``wrap_corrected`` is false (the uncorrected ρ is a safe bounding-box reach)."""
+    rho = math.sqrt(lesion["volume_ml"] * 1000 / (math.pi * lesion["thickness_mm"]))
+    return rho / BAND_WRAP.get(LESION_CLASSES[lesion["class"]].field, 1.0) if wrap_corrected else rho
+
+
+def _polyline_distance(pts: np.ndarray, polyline: np.ndarray) -> np.ndarray:
+    """Distance (mm) from points [N, 3] to a polyline [M, 3]."""
+    return np.min([_segment_distance(pts, a, b) for a, b in zip(polyline[:-1], polyline[1:])], axis=0)
+
+
+def _draw_classes(rng: np.random.Generator, mixture: dict[str, float], n: int | None = None):
+    """Lesion classes drawn from a mixture (``n`` of them, or one when ``n`` is None)."""
+    names = sorted(mixture)
+    weights = np.array([mixture[name] for name in names])
+    return rng.choice(names, size=n, p=weights / weights.sum())
+
+
 def _draw_lesion(rng: np.random.Generator, name: str, regions: dict[str, np.ndarray]) -> dict:
     cls = LESION_CLASSES[name]
     diameter = cls.diameter * math.exp(cls.sigma * float(np.clip(rng.normal(), -2.5, 2.5)))
@@ -344,8 +373,7 @@ def _draw_lesion(rng: np.random.Generator, name: str, regions: dict[str, np.ndar
     lesion["axis"] = [float(v) for v in axis]
     lesion["elongation"] = float(rng.uniform(*cls.elongation))
     if name == "pv_ovoid":  # a Dawson's finger starts at the ventricle wall and points away from it
-        semi_major = diameter / 2 * lesion["elongation"] ** (2 / 3)
-        lesion["centre"] = [float(v) for v in centre + 0.6 * semi_major * axis]
+        lesion["centre"] = [float(v) for v in centre + 0.6 * _semi_axes(lesion)[0] * axis]
     return lesion
 
 
@@ -364,9 +392,7 @@ def subject_plan(config: SyntheticConfig, patient: int | str, label: str) -> dic
     counts = _blend_counts(COUNTS[own], COUNTS[other], blend, allow_free=(label == "NMOSD"))
     n_lesions = _draw_count(rng, counts)
     regions = _regions()
-    weights = np.array([mixture[n] for n in names])
-    kinds = rng.choice(names, size=n_lesions, p=weights / weights.sum())
-    lesions = [_draw_lesion(rng, str(k), regions) for k in kinds]
+    lesions = [_draw_lesion(rng, str(k), regions) for k in _draw_classes(rng, mixture, n_lesions)]
     longitudinal, share_a = _longitudinal_patients(config)
     if rng.random() < config.site_class_coupling:
         site = "A" if pid in longitudinal else str(rng.choice(["B", "C", "D"]))
@@ -393,13 +419,11 @@ def scan_plan(config: SyntheticConfig, patient: int | str, timepoint: int, label
             factor = float(rng.uniform(0.9, 1.1))
             lesion["diameter_mm"] *= factor
             lesion["volume_ml"] *= factor ** (2 if LESION_CLASSES[lesion["class"]].shape == "tube" else 3)
-        names = sorted(plan["mixture"])
-        weights = np.array([plan["mixture"][n] for n in names])
         regions = _regions()
         for k in range(1, timepoint + 1):
             new_rng = np.random.default_rng(np.random.SeedSequence([config.seed, pid, 2000 + k]))
             if new_rng.random() < 0.3:
-                lesion = _draw_lesion(new_rng, str(new_rng.choice(names, p=weights / weights.sum())), regions)
+                lesion = _draw_lesion(new_rng, str(_draw_classes(new_rng, plan["mixture"])), regions)
                 lesion["new_at_timepoint"] = k
                 plan["lesions"].append(lesion)
         plan["warp"]["angles_rad"] = (np.asarray(plan["warp"]["angles_rad"]) + rng.uniform(-0.017, 0.017, 3)).tolist()
@@ -465,10 +489,9 @@ def _lesion_extent(lesion: dict) -> tuple[np.ndarray, np.ndarray]:
         pad = r * 1.3 + 2
         return pts.min(axis=0) - pad, pts.max(axis=0) + pad
     if cls.shape == "band":
-        reach = math.sqrt(lesion["volume_ml"] * 1000 / (math.pi * lesion["thickness_mm"])) * 1.3 + lesion["thickness_mm"] + 3
+        reach = _band_radius(lesion, wrap_corrected=False) * 1.3 + lesion["thickness_mm"] + 3
     else:
-        inflate = MARBLED_INFLATION if cls.shape == "marbled" else 1.0
-        reach = r * inflate * lesion.get("elongation", 1.0) ** (2 / 3) * (1 + 2 * cls.irregularity) + cls.edge_mm + 2
+        reach = _semi_axes(lesion)[0] * (1 + 2 * cls.irregularity) + cls.edge_mm + 2
     c = np.asarray(lesion["centre"])
     return c - reach, c + reach
 
@@ -481,19 +504,16 @@ def _membership(lesion: dict, pts: np.ndarray, anatomy: Anatomy, width: float) -
     if cls.shape == "tube":
         tube = _tube_points(lesion)
         q = pts - tube.mean(axis=0)
-        dist = np.min([_segment_distance(pts, a, b) for a, b in zip(tube[:-1], tube[1:])], axis=0)
+        dist = _polyline_distance(pts, tube)
         return _ramp(dist - r * (1 + cls.irregularity * _noise(q, seed, 3 * r)), width)
     q = pts - np.asarray(lesion["centre"])
     wobble = 1 + cls.irregularity * _noise(q, seed, max(2 * r, 4.0))
     if cls.shape == "band":
-        thickness = lesion["thickness_mm"]
-        rho = math.sqrt(lesion["volume_ml"] * 1000 / (math.pi * thickness)) / BAND_WRAP.get(cls.field, 1.0)
         dist = ndimage.map_coordinates(getattr(anatomy, cls.field), _index(anatomy, pts), order=1, mode="nearest")
         outside = np.clip(dist / width, 0, 1)  # not inside the ventricle itself
-        return _ramp(dist - thickness * wobble, width) * _ramp(np.linalg.norm(q, axis=1) - rho * wobble, width) * outside
-    e = lesion["elongation"]
-    b = r / e ** (1 / 3) * (MARBLED_INFLATION if cls.shape == "marbled" else 1.0)
-    axes = np.array([e * b, b, b])
+        return (_ramp(dist - lesion["thickness_mm"] * wobble, width) * outside
+                * _ramp(np.linalg.norm(q, axis=1) - _band_radius(lesion) * wobble, width))
+    axes = _semi_axes(lesion)
     local = q @ _rotation(lesion["axis"], np.random.default_rng(seed))
     rn = np.sqrt(((local / axes) ** 2).sum(axis=1))
     norm = np.linalg.norm(q, axis=1)
@@ -562,11 +582,7 @@ def _normal_hyperintensity(size: int) -> np.ndarray:
     anatomy = _anatomy(size)
     x, y, z = anatomy.coordinates()
     pts = np.stack([x, y, z], axis=-1).reshape(-1, 3)
-    dist = np.full(len(pts), np.inf)
-    for side in (1.0, -1.0):
-        points, _ = _cst_samples(side)
-        for a, b in zip(points[:-1], points[1:]):
-            dist = np.minimum(dist, _segment_distance(pts, a, b))
+    dist = np.minimum(*(_polyline_distance(pts, _cst_samples(side)[0]) for side in (1.0, -1.0)))
     cst = _ramp(dist.reshape(x.shape) - 3.0, anatomy.spacing)  # a tract ~6 mm across, one voxel of soft edge
     rim = _ramp(anatomy.dist_periependymal - 2.5, anatomy.spacing) * (anatomy.dist_periependymal > 0)
     return np.maximum(cst, rim).astype(np.float32)
