@@ -1,30 +1,52 @@
 """3D ResNet — "Deep Residual Learning for Image Recognition" (He et al., CVPR 2016,
 https://arxiv.org/abs/1512.03385) in the 3D form of Hara et al. (CVPR 2018), the seed's Table 4 baselines.
 
-Built on MONAI's ``ResNet`` with a stride-2 first convolution (``conv1_t_stride=2``): the default
-stride-1 stem is about 6× slower at the same size. ``width`` maps to MONAI's ``widen_factor``.
-No pretrained weights: everything is trained from scratch.
+Built on MONAI's ``ResNet`` (basic blocks for ResNet34, bottlenecks for 50/101/152) with a stride-2
+first convolution (``conv1_t_stride=2``): the default stride-1 stem is about 6× slower at the same
+size. ``width`` maps to MONAI's ``widen_factor``. No pretrained weights: everything is trained from
+scratch.
 """
 
 from __future__ import annotations
 
 from monai.networks.nets import resnet34 as monai_resnet34
+from monai.networks.nets import resnet50 as monai_resnet50
+from monai.networks.nets import resnet101 as monai_resnet101
+from monai.networks.nets import resnet152 as monai_resnet152
 
 from bench.losses import ClassificationLoss
 from bench.outputs import ClassificationNet
 from bench.registry import register_method
 
-__all__ = ["resnet34"]
+__all__ = ["resnet3d", "resnet34", "resnet50", "resnet101", "resnet152"]
+
+
+def resnet3d(factory, in_channels: int, num_classes: int, width: float) -> ClassificationNet:
+    """A MONAI 3D ResNet from ``factory`` with the stride-2 stem, widened by ``width``."""
+    net = factory(spatial_dims=3, n_input_channels=in_channels, num_classes=num_classes, conv1_t_stride=2,
+                  widen_factor=width)
+    return ClassificationNet(net)
 
 
 @register_method("resnet34", kind="cls", loss=ClassificationLoss, weights={"ce": 1.0})
 def resnet34(in_channels: int, num_classes: int, spatial_size: int, width: float):
     """3D ResNet34 (MONAI), stride-2 stem, softmax over {MS, NMOSD}."""
-    net = monai_resnet34(
-        spatial_dims=3,
-        n_input_channels=in_channels,
-        num_classes=num_classes,
-        conv1_t_stride=2,
-        widen_factor=width,
-    )
-    return ClassificationNet(net)
+    return resnet3d(monai_resnet34, in_channels, num_classes, width)
+
+
+@register_method("resnet50", kind="cls", loss=ClassificationLoss, weights={"ce": 1.0})
+def resnet50(in_channels: int, num_classes: int, spatial_size: int, width: float):
+    """3D ResNet50 (MONAI, bottleneck blocks), stride-2 stem, softmax over {MS, NMOSD}."""
+    return resnet3d(monai_resnet50, in_channels, num_classes, width)
+
+
+@register_method("resnet101", kind="cls", loss=ClassificationLoss, weights={"ce": 1.0})
+def resnet101(in_channels: int, num_classes: int, spatial_size: int, width: float):
+    """3D ResNet101 (MONAI, bottleneck blocks), stride-2 stem, softmax over {MS, NMOSD}."""
+    return resnet3d(monai_resnet101, in_channels, num_classes, width)
+
+
+@register_method("resnet152", kind="cls", loss=ClassificationLoss, weights={"ce": 1.0})
+def resnet152(in_channels: int, num_classes: int, spatial_size: int, width: float):
+    """3D ResNet152 (MONAI, bottleneck blocks), stride-2 stem, softmax over {MS, NMOSD}."""
+    return resnet3d(monai_resnet152, in_channels, num_classes, width)

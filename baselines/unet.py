@@ -14,9 +14,9 @@ from bench.outputs import SegmentationNet
 from bench.registry import register_method
 from bench.widths import scaled_channels
 
-__all__ = ["unet3d"]
+__all__ = ["UNET_CHANNELS", "unet3d"]
 
-_CHANNELS = (16, 32, 64, 128, 256)
+UNET_CHANNELS = (16, 32, 64, 128, 256)
 
 
 @register_method(
@@ -33,7 +33,7 @@ def unet3d(in_channels: int, num_classes: int, spatial_size: int, width: float, 
         spatial_dims=3,
         in_channels=in_channels,
         out_channels=1,
-        channels=scaled_channels(_CHANNELS, width),
+        channels=scaled_channels(UNET_CHANNELS, width),
         strides=(2, 2, 2, 2),
         num_res_units=num_res_units,
     )

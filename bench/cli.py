@@ -301,33 +301,43 @@ def run(study: str, profile: str | None, jobs: int, threads: int | None, arms: s
 
 
 @cli.command()
-@click.option("--study", "-s", required=True, help="Study whose arms are measured.")
+@click.option("--study", "-s", default=None, help="Study whose arms are measured.")
+@click.option("--method", "-m", "methods", multiple=True,
+              help="Measure this registered method instead of a study (repeatable; 'all': every method).")
 @PROFILE_OPTION
 @click.option("--steps", type=click.IntRange(min=1), default=3, show_default=True, help="Timed repetitions after a warm-up.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Torch threads (CPU).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True)
-def perf(study: str, profile: str | None, steps: int, threads: int, out: Path) -> None:
+def perf(study: str | None, methods: tuple[str, ...], profile: str | None, steps: int, threads: int, out: Path) -> None:
     """Measure parameters, FLOPs, training-step time, inference time and peak memory of every arm.
 
     \b
-    Writes reports/<study>/efficiency_<profile>.md and .csv; `bench report` includes them.
-    Example: bench perf --study smoke --profile cpu
+    Writes reports/<study>/efficiency_<profile>.md and .csv (with --method: reports/methods/);
+    `bench report` includes a study's table.
+    Examples: bench perf --study smoke --profile cpu
+              bench perf --method all --profile cpu
     """
     import pandas as pd
 
-    from bench.perf import efficiency_markdown, measure_study
+    from bench.perf import efficiency_markdown, measure_arms, method_arms
+    from bench.profiles import get_profile
     from bench.progress import counter_bar
     from bench.study import load_study
 
-    loaded = load_study(study)
-    prof = loaded.resolve_profile(profile)
-    update, _ = counter_bar(_console(), f"measuring {len(loaded.arms)} arm(s) at {prof.name}")
-    rows = measure_study(loaded, prof, steps=steps, threads=threads, progress=update)
+    if bool(study) == bool(methods):
+        raise click.UsageError("give either --study NAME or --method NAME (repeatable), not both")
+    if study:
+        loaded = load_study(study)
+        name, arms, prof = loaded.name, loaded.arms, loaded.resolve_profile(profile)
+    else:
+        name, arms, prof = "methods", method_arms(list(methods)), get_profile(profile or "cpu")
+    update, _ = counter_bar(_console(), f"measuring {len(arms)} arm(s) at {prof.name}")
+    rows = measure_arms(arms, prof, steps=steps, threads=threads, progress=update)
     frame = pd.DataFrame(rows)
-    target = out / loaded.name
+    target = out / name
     target.mkdir(parents=True, exist_ok=True)
     frame.to_csv(target / f"efficiency_{prof.name}.csv", index=False)
-    table = efficiency_markdown(rows, {a.name: a.label for a in loaded.arms}, prof, threads=threads, steps=steps)
+    table = efficiency_markdown(rows, {a.name: a.label for a in arms}, prof, threads=threads, steps=steps)
     (target / f"efficiency_{prof.name}.md").write_text(table)
     click.echo(table, nl=False)
     if any("error" in r for r in rows):

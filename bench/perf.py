@@ -1,4 +1,5 @@
-"""``bench perf``: efficiency of each arm of a study at a profile (STATS.md "Efficiency").
+"""``bench perf``: efficiency of each arm of a study, or of registered methods, at a profile (STATS.md
+"Efficiency").
 
 Per arm: parameters, forward FLOPs per volume (``torch.utils.flop_counter``), training-step time
 (forward + loss + backward + optimizer step at the profile's batch), inference time per volume and
@@ -15,7 +16,7 @@ import statistics
 import time
 from typing import Any
 
-__all__ = ["measure_arm", "measure_study", "efficiency_markdown"]
+__all__ = ["measure_arm", "measure_arms", "method_arms", "efficiency_markdown"]
 
 
 def _rss_mb() -> float:
@@ -25,7 +26,7 @@ def _rss_mb() -> float:
 
 
 def measure_arm(method: str, model_args: dict, weights: dict, profile: dict, steps: int, threads: int) -> dict[str, Any]:
-    """Measure one arm in this process (called in a fresh worker by :func:`measure_study`)."""
+    """Measure one arm in this process (called in a fresh worker by :func:`measure_arms`)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -92,17 +93,28 @@ def _worker(args) -> dict[str, Any]:
         return {"arm": arm, "method": method, "error": f"{type(exc).__name__}: {exc}"}
 
 
-def measure_study(study, profile, *, steps: int = 3, threads: int = 1, progress=None) -> list[dict[str, Any]]:
-    """Measure every arm of ``study`` at ``profile``, one fresh process per arm, one after the other."""
+def measure_arms(arms, profile, *, steps: int = 3, threads: int = 1, progress=None) -> list[dict[str, Any]]:
+    """Measure every arm (a :class:`bench.study.Arm`) at ``profile``, one fresh process per arm, one
+    after the other."""
     ctx = mp.get_context("spawn")
     rows = []
-    for i, arm in enumerate(study.arms):
+    for i, arm in enumerate(arms):
         with ctx.Pool(1) as pool:
             rows.append(pool.apply(_worker, ((arm.name, arm.method, dict(arm.model_args), dict(arm.weights),
                                               profile.as_dict(), steps, threads),)))
         if progress:
-            progress(i + 1, len(study.arms))
+            progress(i + 1, len(arms))
     return rows
+
+
+def method_arms(names: list[str]) -> list:
+    """One arm per registered method named (``all``: every method), default arguments and weights."""
+    from bench.registry import METHODS, load_plugins
+    from bench.study import Arm
+
+    load_plugins()
+    chosen = METHODS.names() if "all" in names else [METHODS.get(n).name for n in names]
+    return [Arm(name=n, method=n, label=n) for n in dict.fromkeys(chosen)]
 
 
 def efficiency_markdown(rows: list[dict[str, Any]], labels: dict[str, str], profile, *, threads: int, steps: int) -> str:

@@ -39,7 +39,7 @@ Decisions taken here (the paper is silent; recorded in the closing notes too):
 
 * "LayerNorm on the input" of a 1-channel volume is a per-sample LayerNorm over (C, D, H, W)
   (``GroupNorm(1, 1)``; a LayerNorm over one channel would map every voxel to 0).
-* Convolution blocks are conv → InstanceNorm (affine) → LeakyReLU; batch 2 rules out BatchNorm.
+* Convolution blocks are conv → InstanceNorm (affine) → LeakyReLU (:mod:`bench.blocks`); batch 2 rules out BatchNorm.
 * The paper gives no channel counts for the segmentation subnetwork. Its encoding modules have 16, 32,
   64 channels at S/2, S/4, S/8 — the 3D UNet baseline's widths at the same resolutions, so Table 3
   compares the two at matched width — and the last decoding block (at S) has 8. (A first version used
@@ -72,6 +72,7 @@ import torch.nn.functional as F
 from monai.networks.nets.swin_unetr import BasicLayer
 from torch import nn
 
+from bench.blocks import ResidualBlock, conv_block, double_conv
 from bench.errors import ConfigError
 from bench.losses import MethodLoss, soft_dice_loss
 from bench.outputs import ModelOutput, prior_logit
@@ -87,20 +88,6 @@ HEADS = ("joint", "seg_only", "cls_only")
 SCALE_WEIGHTS = (0.25, 0.25, 0.5, 1.0)  # Eq. 5: side outputs at S/8, S/4, S/2, S
 CROSS_WEIGHTS = (0.25, 0.25, 0.5)  # Eq. 11: η for the S/8, S/4, S/2 maps
 _HEAD_KIND = {"joint": "joint", "seg_only": "seg", "cls_only": "cls"}
-
-
-def conv_block(cin: int, cout: int, *, stride: int = 1, kernel: int = 3) -> nn.Sequential:
-    """conv → InstanceNorm → LeakyReLU."""
-    return nn.Sequential(
-        nn.Conv3d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False),
-        nn.InstanceNorm3d(cout, affine=True),
-        nn.LeakyReLU(0.01, inplace=True),
-    )
-
-
-def double_conv(cin: int, cout: int) -> nn.Sequential:
-    """An encoding / decoding module: two 3×3×3 conv blocks."""
-    return nn.Sequential(conv_block(cin, cout), conv_block(cout, cout))
 
 
 class LocalBranch(nn.Sequential):
@@ -189,24 +176,6 @@ class SegmentationSubnetwork(nn.Module):
         size = image.shape[2:]
         fused = sum(w * F.interpolate(s, size=size, mode="nearest") for w, s in zip(SCALE_WEIGHTS, sides))
         return fused + self.offset, sides
-
-
-class ResidualBlock(nn.Module):
-    """A 3D residual coding block: two 3×3×3 convs with a (projected) identity shortcut."""
-
-    def __init__(self, cin: int, cout: int, *, stride: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            conv_block(cin, cout, stride=stride),
-            nn.Conv3d(cout, cout, 3, padding=1, bias=False),
-            nn.InstanceNorm3d(cout, affine=True),
-        )
-        self.skip = (nn.Identity() if cin == cout and stride == 1 else
-                     nn.Sequential(nn.Conv3d(cin, cout, 1, stride=stride, bias=False), nn.InstanceNorm3d(cout, affine=True)))
-        self.act = nn.LeakyReLU(0.01, inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.body(x) + self.skip(x))
 
 
 class ClassificationSubnetwork(nn.Module):

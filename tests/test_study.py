@@ -46,7 +46,7 @@ def test_repository_studies_load():
     "body, match",
     [
         ("fold: 3\n" + ARMS, r"study.yaml: fold: unknown key \(did you mean 'folds'\?\)"),
-        ("arms:\n  a: {method: unet3}\n", r"arms.a.method: unknown method 'unet3' \(did you mean 'unet3d'\?\)"),
+        ("arms:\n  a: {method: unet3dd}\n", r"arms.a.method: unknown method 'unet3dd' \(did you mean 'unet3d'\?\)"),
         ("arms:\n  a: {method: unet3d, model_arg: {}}\n", r"arms.a.model_arg: unknown key \(did you mean 'model_args'\?\)"),
         ("arms:\n  a: {method: unet3d, weights: {dise: 1}}\n", r"no loss weight 'dise' \(did you mean 'dice'\?\)"),
         ("metrics: [dsc, acc, auroc]\n" + ARMS, r"metrics\[2\]: unknown metric 'auroc'"),
@@ -56,6 +56,8 @@ def test_repository_studies_load():
         ("noise: [0.05]\n" + ARMS, r"noise: the grid must contain 0.0"),
         ("profile: laptop\n" + ARMS, r"profile: unknown profile 'laptop'"),
         ("overrides: {epoch: 3}\n" + ARMS, r"overrides.epoch: unknown profile field \(did you mean 'epochs'\?\)"),
+        ("overrides: {paper: {widht: 2}}\n" + ARMS, r"overrides.paper.widht: unknown profile field \(did you mean 'width'\?\)"),
+        ("overrides: {cpu: 0.25}\n" + ARMS, r"overrides.cpu: expected a mapping of cpu-profile fields"),
         ("training: {augmnt: false}\n" + ARMS, r"training.augmnt: unknown key \(did you mean 'augment'\?\)"),
         ("training: {augment: 1}\n" + ARMS, r"training.augment: expected bool"),
         ("seeds: [0, 0]\n" + ARMS, r"seeds: seeds repeat"),
@@ -95,6 +97,13 @@ def test_profile_overrides(tmp_path):
     study = load_study(str(_write(tmp_path, _study("overrides: {epochs: 3, width: 0.5}\n" + ARMS))))
     resolved = study.resolve_profile("smoke")
     assert (resolved.epochs, resolved.width, resolved.size) == (3, 0.5, PROFILES["smoke"].size)
+
+
+def test_profile_scoped_overrides_apply_to_their_profile_only(tmp_path):
+    study = load_study(str(_write(tmp_path, _study("overrides: {epochs: 3, cpu: {width: 0.25, epochs: 4}}\n" + ARMS))))
+    cpu, paper = study.resolve_profile("cpu"), study.resolve_profile("paper")
+    assert (cpu.width, cpu.epochs) == (0.25, 4)  # the scoped value wins over the unscoped one
+    assert (paper.width, paper.epochs) == (PROFILES["paper"].width, 3)
 
 
 def test_profiles_meet_their_roles():
