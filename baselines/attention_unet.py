@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from monai.networks.nets import AttentionUnet
 
-from baselines.unet import UNET_CHANNELS
-from bench.losses import SegmentationLoss
+from baselines.unet import SEGMENTATION, UNET_CHANNELS
 from bench.outputs import SegmentationNet
 from bench.registry import register_method
 from bench.widths import scaled_channels
@@ -19,14 +18,7 @@ from bench.widths import scaled_channels
 __all__ = ["attention_unet"]
 
 
-@register_method(
-    "attention_unet",
-    kind="seg",
-    loss=SegmentationLoss,
-    weights={"dice": 1.0, "bce": 1.0},
-    search_space={"dice": (0.1, 10.0), "bce": (0.1, 10.0)},
-    size_multiple=16,
-)
+@register_method("attention_unet", **SEGMENTATION)
 def attention_unet(in_channels: int, num_classes: int, spatial_size: int, width: float):
     """3D Attention U-Net (MONAI), attention-gated skips, 1-channel sigmoid lesion output."""
     net = AttentionUnet(

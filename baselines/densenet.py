@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from monai.networks.nets import DenseNet121
 
-from bench.losses import ClassificationLoss
+from baselines.resnet import CLASSIFICATION
 from bench.outputs import ClassificationNet
 from bench.registry import register_method
 from bench.widths import scaled_channels
@@ -18,7 +18,7 @@ from bench.widths import scaled_channels
 __all__ = ["densenet121"]
 
 
-@register_method("densenet121", kind="cls", loss=ClassificationLoss, weights={"ce": 1.0})
+@register_method("densenet121", **CLASSIFICATION)
 def densenet121(in_channels: int, num_classes: int, spatial_size: int, width: float):
     """3D DenseNet121 (MONAI), width-scaled stem and growth rate, softmax over {MS, NMOSD}."""
     init_features, growth_rate = scaled_channels((64, 32), width)

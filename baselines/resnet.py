@@ -3,7 +3,8 @@ https://arxiv.org/abs/1512.03385) in the 3D form of Hara et al. (CVPR 2018), the
 
 Built on MONAI's ``ResNet`` (basic blocks for ResNet34, bottlenecks for 50/101/152) with a stride-2
 first convolution (``conv1_t_stride=2``): the default stride-1 stem is about 6× slower at the same
-size. ``width`` maps to MONAI's ``widen_factor``. No pretrained weights: everything is trained from
+size. ``width`` maps to MONAI's ``widen_factor``. ``CLASSIFICATION`` holds the registration settings
+every cross-entropy classification baseline shares. No pretrained weights: everything is trained from
 scratch.
 """
 
@@ -18,7 +19,9 @@ from bench.losses import ClassificationLoss
 from bench.outputs import ClassificationNet
 from bench.registry import register_method
 
-__all__ = ["resnet3d", "resnet34", "resnet50", "resnet101", "resnet152"]
+__all__ = ["CLASSIFICATION", "resnet3d", "resnet34", "resnet50", "resnet101", "resnet152"]
+
+CLASSIFICATION = {"kind": "cls", "loss": ClassificationLoss, "weights": {"ce": 1.0}}  # every CE classifier
 
 
 def resnet3d(factory, in_channels: int, num_classes: int, width: float) -> ClassificationNet:
@@ -28,25 +31,25 @@ def resnet3d(factory, in_channels: int, num_classes: int, width: float) -> Class
     return ClassificationNet(net)
 
 
-@register_method("resnet34", kind="cls", loss=ClassificationLoss, weights={"ce": 1.0})
+@register_method("resnet34", **CLASSIFICATION)
 def resnet34(in_channels: int, num_classes: int, spatial_size: int, width: float):
     """3D ResNet34 (MONAI), stride-2 stem, softmax over {MS, NMOSD}."""
     return resnet3d(monai_resnet34, in_channels, num_classes, width)
 
 
-@register_method("resnet50", kind="cls", loss=ClassificationLoss, weights={"ce": 1.0})
+@register_method("resnet50", **CLASSIFICATION)
 def resnet50(in_channels: int, num_classes: int, spatial_size: int, width: float):
     """3D ResNet50 (MONAI, bottleneck blocks), stride-2 stem, softmax over {MS, NMOSD}."""
     return resnet3d(monai_resnet50, in_channels, num_classes, width)
 
 
-@register_method("resnet101", kind="cls", loss=ClassificationLoss, weights={"ce": 1.0})
+@register_method("resnet101", **CLASSIFICATION)
 def resnet101(in_channels: int, num_classes: int, spatial_size: int, width: float):
     """3D ResNet101 (MONAI, bottleneck blocks), stride-2 stem, softmax over {MS, NMOSD}."""
     return resnet3d(monai_resnet101, in_channels, num_classes, width)
 
 
-@register_method("resnet152", kind="cls", loss=ClassificationLoss, weights={"ce": 1.0})
+@register_method("resnet152", **CLASSIFICATION)
 def resnet152(in_channels: int, num_classes: int, spatial_size: int, width: float):
     """3D ResNet152 (MONAI, bottleneck blocks), stride-2 stem, softmax over {MS, NMOSD}."""
     return resnet3d(monai_resnet152, in_channels, num_classes, width)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from monai.networks.nets.senet import SENet, SEResNetBottleneck
 from torch import nn
 
-from bench.losses import ClassificationLoss
+from baselines.resnet import CLASSIFICATION
 from bench.outputs import ClassificationNet
 from bench.registry import register_method
 from bench.widths import scaled_channels
@@ -43,7 +43,7 @@ class SEResNet50(SENet):
         return super()._make_layer(block, planes, blocks, groups, reduction, stride, downsample_kernel_size)
 
 
-@register_method("senet50", kind="cls", loss=ClassificationLoss, weights={"ce": 1.0})
+@register_method("senet50", **CLASSIFICATION)
 def senet50(in_channels: int, num_classes: int, spatial_size: int, width: float):
     """3D SE-ResNet50 (MONAI SENet), width-scaled stages, softmax over {MS, NMOSD}."""
     return ClassificationNet(SEResNet50(in_channels, num_classes, width=width))

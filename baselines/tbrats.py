@@ -11,13 +11,10 @@ everywhere when the evidence is 0), as in the official code.
 
 from __future__ import annotations
 
-from monai.networks.nets import UNet
-
-from baselines.unet import UNET_CHANNELS
+from baselines.unet import unet_backbone
 from bench.evidential import EvidentialSegmentationLoss
 from bench.outputs import SegmentationNet
 from bench.registry import register_method
-from bench.widths import scaled_channels
 
 __all__ = ["tbrats"]
 
@@ -32,12 +29,4 @@ __all__ = ["tbrats"]
 )
 def tbrats(in_channels: int, num_classes: int, spatial_size: int, width: float, *, num_res_units: int = 2):
     """TBraTS: the 3D UNet with a softplus evidence head (2 channels), Dirichlet lesion probability."""
-    net = UNet(
-        spatial_dims=3,
-        in_channels=in_channels,
-        out_channels=2,
-        channels=scaled_channels(UNET_CHANNELS, width),
-        strides=(2, 2, 2, 2),
-        num_res_units=num_res_units,
-    )
-    return SegmentationNet(net, prior=None)
+    return SegmentationNet(unet_backbone(in_channels, 2, width, num_res_units), prior=None)

@@ -3,6 +3,7 @@
 
 Built on MONAI's residual ``UNet``: five levels (16, 32, 64, 128, 256 channels at width 1),
 four stride-2 downsamplings, two residual units per level: 4.8 M parameters at width 1.
+``SEGMENTATION`` holds the registration settings every Dice + CE segmentation baseline shares.
 """
 
 from __future__ import annotations
@@ -14,27 +15,25 @@ from bench.outputs import SegmentationNet
 from bench.registry import register_method
 from bench.widths import scaled_channels
 
-__all__ = ["UNET_CHANNELS", "unet3d"]
+__all__ = ["UNET_CHANNELS", "SEGMENTATION", "unet_backbone", "unet3d"]
 
 UNET_CHANNELS = (16, 32, 64, 128, 256)
+SEGMENTATION = {  # register_method settings of the Dice + CE segmentation baselines
+    "kind": "seg",
+    "loss": SegmentationLoss,
+    "weights": {"dice": 1.0, "bce": 1.0},
+    "search_space": {"dice": (0.1, 10.0), "bce": (0.1, 10.0)},
+    "size_multiple": 16,
+}
 
 
-@register_method(
-    "unet3d",
-    kind="seg",
-    loss=SegmentationLoss,
-    weights={"dice": 1.0, "bce": 1.0},
-    search_space={"dice": (0.1, 10.0), "bce": (0.1, 10.0)},
-    size_multiple=16,
-)
+def unet_backbone(in_channels: int, out_channels: int, width: float, num_res_units: int = 2) -> UNet:
+    """MONAI's residual 3D UNet with the baseline's channels scaled by ``width``."""
+    return UNet(spatial_dims=3, in_channels=in_channels, out_channels=out_channels,
+                channels=scaled_channels(UNET_CHANNELS, width), strides=(2, 2, 2, 2), num_res_units=num_res_units)
+
+
+@register_method("unet3d", **SEGMENTATION)
 def unet3d(in_channels: int, num_classes: int, spatial_size: int, width: float, *, num_res_units: int = 2):
     """3D UNet (MONAI residual UNet), 1-channel sigmoid lesion output."""
-    net = UNet(
-        spatial_dims=3,
-        in_channels=in_channels,
-        out_channels=1,
-        channels=scaled_channels(UNET_CHANNELS, width),
-        strides=(2, 2, 2, 2),
-        num_res_units=num_res_units,
-    )
-    return SegmentationNet(net)
+    return SegmentationNet(unet_backbone(in_channels, 1, width, num_res_units))

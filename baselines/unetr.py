@@ -18,7 +18,7 @@ from __future__ import annotations
 from monai.networks.nets import UNETR
 from torch import nn
 
-from bench.losses import SegmentationLoss
+from baselines.unet import SEGMENTATION
 from bench.outputs import SegmentationNet
 from bench.registry import register_method
 from bench.widths import scaled_channels
@@ -28,14 +28,7 @@ __all__ = ["unetr"]
 _HEAD_DIM = 64
 
 
-@register_method(
-    "unetr",
-    kind="seg",
-    loss=SegmentationLoss,
-    weights={"dice": 1.0, "bce": 1.0},
-    search_space={"dice": (0.1, 10.0), "bce": (0.1, 10.0)},
-    size_multiple=16,
-)
+@register_method("unetr", **SEGMENTATION)
 def unetr(in_channels: int, num_classes: int, spatial_size: int, width: float):
     """UNETR (MONAI ViT encoder + CNN decoder), the 3D stand-in for TransUNet; sigmoid lesion output."""
     heads = max(1, round(12 * width))

@@ -13,7 +13,7 @@ from monai.networks.nets import VNet
 from monai.networks.nets.vnet import DownTransition, InputTransition, OutputTransition, UpTransition
 from torch import nn
 
-from bench.losses import SegmentationLoss
+from baselines.unet import SEGMENTATION
 from bench.outputs import SegmentationNet
 from bench.registry import register_method
 from bench.widths import scaled_channels
@@ -50,14 +50,7 @@ class VNet3D(VNet):
         self.out_tr = OutputTransition(3, 2 * c, out_channels, _ACT)
 
 
-@register_method(
-    "vnet",
-    kind="seg",
-    loss=SegmentationLoss,
-    weights={"dice": 1.0, "bce": 1.0},
-    search_space={"dice": (0.1, 10.0), "bce": (0.1, 10.0)},
-    size_multiple=16,
-)
+@register_method("vnet", **SEGMENTATION)
 def vnet(in_channels: int, num_classes: int, spatial_size: int, width: float):
     """3D VNet (MONAI blocks, width-scaled), 1-channel sigmoid lesion output."""
     return SegmentationNet(VNet3D(in_channels, 1, base=scaled_channels((16,), width)[0]))

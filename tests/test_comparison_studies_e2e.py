@@ -1,0 +1,53 @@
+"""The seed's Tables 3–4 as studies: both run end to end through the CLI on the `smoke` profile; their
+reports have the tables' rows (the joint model last) and columns and the ROC panel (seed Fig. 9); the
+`cpu` profile runs them at width 0.25 and `paper` at full width."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.study import load_study
+from conftest import REPO
+
+BENCH = str(Path(sys.executable).with_name("bench"))
+
+# study → (arm labels in the seed table's row order, metric columns)
+STUDIES = {
+    "comparison_seg": (["3D UNet", "VNet", "AttentionUNet", "Joint Model"], ["dsc", "ppv", "tpr", "vd"]),
+    "comparison_cls": (["ResNet34", "ResNet50", "ResNet101", "ResNet152", "DenseNet121", "SENet50", "Joint Model"],
+                       ["acc", "sn", "sp", "auc"]),
+}
+
+
+@pytest.mark.parametrize("study", list(STUDIES))
+def test_profiles_of_the_comparison_studies(study):
+    loaded = load_study(study)
+    assert loaded.resolve_profile("cpu").width == 0.25 and loaded.resolve_profile("paper").width == 1.0
+    assert loaded.reference == "joint" and loaded.arms[-1].method == "joint_model"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("study", list(STUDIES))
+def test_comparison_study_runs_on_smoke_with_the_seed_table_layout(tmp_path, study):
+    runs, reports = tmp_path / "runs", tmp_path / "reports"
+    for args in (["run", "--study", study, "--profile", "smoke", "--jobs", "2", "--runs-dir", str(runs), "--no-mlflow"],
+                 ["report", study, "--runs-dir", str(runs), "--out", str(reports)]):
+        proc = subprocess.run([BENCH, *args], cwd=REPO, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    labels, metrics = STUDIES[study]
+    table = pd.read_csv(reports / study / "table.csv")
+    assert list(table["label"]) == labels and (table["n_folds"] == 5).all()
+    for metric in metrics:
+        assert table[f"{metric}_mean"].notna().all(), metric
+    header = (reports / study / "table.md").read_text().splitlines()[0]
+    assert header.count("|") == len(metrics) + 2
+    versus = pd.read_csv(reports / study / "versus_reference.csv")  # every baseline against the joint model
+    assert set(versus["arm_a"]) == set(table["arm"]) - {"joint"} and set(versus["arm_b"]) == {"joint"}
+    assert set(versus["metric"]) == set(metrics)
+    if "auc" in metrics:
+        assert (reports / study / "roc.png").stat().st_size > 0
