@@ -33,3 +33,19 @@ def test_perf_cli_writes_the_efficiency_table(tmp_path, bench_cli):
     table = pd.read_csv(tmp_path / "reports" / "one" / "efficiency_smoke.csv")
     assert list(table["arm"]) == ["u"] and table.loc[0, "params_M"] > 0
     assert "| UNet | 0.30 |" in (tmp_path / "reports" / "one" / "efficiency_smoke.md").read_text()
+
+
+def test_perf_cli_measures_named_methods(tmp_path, bench_cli):
+    result = bench_cli("perf", "--method", "unet3d", "--method", "unet3d", "--profile", "smoke", "--steps", "1",
+                       "--out", tmp_path)
+    assert result.code == 0, result
+    table = pd.read_csv(tmp_path / "methods" / "efficiency_smoke.csv")
+    assert list(table["arm"]) == ["unet3d"] and table.loc[0, "params_M"] == _expected_params()
+
+
+def test_perf_cli_wants_a_study_or_methods(bench_cli):
+    for args in ((), ("--study", "smoke", "--method", "unet3d")):
+        result = bench_cli("perf", *args)
+        assert result.code == 2 and "give either --study NAME or --method NAME" in result.err
+    result = bench_cli("perf", "--method", "unet3dd")
+    assert result.code == 2 and "unknown method 'unet3dd' (did you mean 'unet3d'?)" in result.err
