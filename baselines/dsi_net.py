@@ -72,8 +72,9 @@ OFFICIAL_RATES = (6, 12, 18)
 EM_STEPS = 3
 
 
-def _cbr(cin: int, cout: int, kernel: int = 1) -> nn.Sequential:
-    return conv_block(cin, cout, kernel=kernel)
+def _pointwise(cin: int, cout: int) -> nn.Sequential:
+    """A 1×1×1 conv block (the official code's 1×1 conv → BN → ReLU)."""
+    return conv_block(cin, cout, kernel=1)
 
 
 class ASPP(nn.Module):
@@ -81,9 +82,9 @@ class ASPP(nn.Module):
 
     def __init__(self, cin: int, cout: int, rates: tuple[int, int, int]) -> None:
         super().__init__()
-        self.branches = nn.ModuleList([_cbr(cin, cout)] + [conv_block(cin, cout, dilation=r) for r in rates])
+        self.branches = nn.ModuleList([_pointwise(cin, cout)] + [conv_block(cin, cout, dilation=r) for r in rates])
         self.pool = nn.Sequential(nn.Conv3d(cin, cout, 1), nn.LeakyReLU(0.01, inplace=True))
-        self.project = _cbr(5 * cout, cout)
+        self.project = _pointwise(5 * cout, cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = self.pool(x.mean(dim=(2, 3, 4), keepdim=True)).expand(-1, -1, *x.shape[2:])
@@ -213,10 +214,10 @@ class CategoryGuidedFeatures(nn.Module):
         self.channels = channels
 
         def embed():
-            return nn.Sequential(_cbr(cin, channels), nn.Dropout3d(0.2), _cbr(channels, channels), nn.Dropout3d(0.1))
+            return nn.Sequential(_pointwise(cin, channels), nn.Dropout3d(0.2), _pointwise(channels, channels), nn.Dropout3d(0.1))
 
         self.local_embed, self.global_embed = embed(), embed()
-        self.fuse = nn.Sequential(_cbr(2 * channels, channels), nn.Dropout3d(0.2))
+        self.fuse = nn.Sequential(_pointwise(2 * channels, channels), nn.Dropout3d(0.2))
 
     def forward(self, x: torch.Tensor, coarse_mask: torch.Tensor, global_prototypes: torch.Tensor) -> torch.Tensor:
         b, spatial = x.shape[0], x.shape[2:]
@@ -270,7 +271,7 @@ class DSINet(nn.Module):
         self.middle = ResidualBlock(c2, c3, stride=2)  # S/8
         self.exit = ResidualBlock(c3, c4, dilation=2)  # S/8
         self.aspp = ASPP(c4, ca, rates)
-        self.shortcut = _cbr(c2, cs)
+        self.shortcut = _pointwise(c2, cs)
         self.dropout = nn.Dropout(0.5)
         self.coarse_head = _seg_head(ca + cs, ch, prior)
         self.fine_head = _seg_head(ca + cp + cs, ch, prior)
@@ -293,6 +294,7 @@ class DSINet(nn.Module):
         cls_logits = self.cls_predict(cls_feats.mean(dim=(2, 3, 4)))
         prototypes = self.gpg(self.cls_predict.weight.detach(), cls_logits.detach())
         context = F.interpolate(self.cfg(aspp, mask, prototypes), scale_factor=2, mode="trilinear", align_corners=False)
+        # a second dropout draw for the fine branch, as the official forward
         up_fine = F.interpolate(self.dropout(aspp), scale_factor=2, mode="trilinear", align_corners=False)
         seg_fine = self.fine_head(torch.cat([up_fine, context, shallow], 1))
         size = image.shape[2:]
@@ -319,12 +321,11 @@ def interaction_loss(cls_logits: torch.Tensor, seg_logits: torch.Tensor, labels:
     b = cls_logits.shape[0]
     cls_pred = torch.stack([cls_logits[:, 0], cls_logits[:, 1:].sum(1)], 1)
     seg_pred = torch.logsumexp(seg_logits.flatten(2), dim=2) / seg_logits[0, 0].numel()
-    abnormal = (labels.long() > 0).float()
-    truth = torch.stack([1.0 - abnormal, abnormal], 1)
+    normal = labels.long() == 0
     seg_cls = F.kl_div(torch.log_softmax(cls_pred, -1), torch.softmax(seg_pred, -1), reduction="none").sum(-1)
     cls_seg = F.kl_div(torch.log_softmax(seg_pred, -1), torch.softmax(cls_pred, -1), reduction="none").sum(-1)
-    right_cls = ((cls_pred[:, 0] > cls_pred[:, 1]) == (truth[:, 0] > truth[:, 1])).float()
-    right_seg = ((seg_pred[:, 0] > seg_pred[:, 1]) == (truth[:, 0] > truth[:, 1])).float()
+    right_cls = ((cls_pred[:, 0] > cls_pred[:, 1]) == normal).float()
+    right_seg = ((seg_pred[:, 0] > seg_pred[:, 1]) == normal).float()
     return (cls_seg * right_cls + seg_cls * right_seg).sum() / 2.0 / b
 
 
