@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.blocks import ResidualBlock, conv_block
+from bench.blocks import ResidualBlock, conv_block, separable_block
 from bench.losses import MethodLoss, soft_dice_loss
 from bench.outputs import ModelOutput, prior_logit
 from bench.registry import register_method
@@ -238,12 +238,6 @@ def _seg_head(cin: int, mid: int, prior: float) -> nn.Sequential:
     return head
 
 
-def _separable(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv3d(cin, cin, 3, padding=2, dilation=2, groups=cin, bias=False),
-                         nn.Conv3d(cin, cout, 1, bias=False), nn.InstanceNorm3d(cout, affine=True),
-                         nn.LeakyReLU(0.01, inplace=True))
-
-
 class DSINet(nn.Module):
     """DSI-Net in 3D (see the module docstring).
 
@@ -276,7 +270,7 @@ class DSINet(nn.Module):
         self.coarse_head = _seg_head(ca + cs, ch, prior)
         self.fine_head = _seg_head(ca + cp + cs, ch, prior)
         self.llm = LesionLocationMining(c3, self.k)
-        self.cls_head = nn.Sequential(_separable(c3, cc), _separable(cc, cc), _separable(cc, cc))
+        self.cls_head = nn.Sequential(separable_block(c3, cc), separable_block(cc, cc), separable_block(cc, cc))
         self.cls_predict = nn.Linear(cc, num_classes, bias=False)
         self.gpg = GlobalPrototypes(cc, cp)
         self.cfg = CategoryGuidedFeatures(ca, cp)

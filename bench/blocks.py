@@ -1,4 +1,4 @@
-"""Small 3D building blocks shared by the suite's own networks (joint model, BCS, DSI-Net).
+"""Small 3D building blocks shared by the suite's own networks (joint model, BCS, DSI-Net, UML).
 
 Convolution blocks are conv → InstanceNorm (affine) → LeakyReLU: the profiles train with batch 2,
 which rules out BatchNorm's batch statistics.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["conv_block", "double_conv", "ResidualBlock"]
+__all__ = ["conv_block", "double_conv", "separable_block", "ResidualBlock"]
 
 
 def conv_block(cin: int, cout: int, *, stride: int = 1, kernel: int = 3, dilation: int = 1) -> nn.Sequential:
@@ -24,6 +24,14 @@ def conv_block(cin: int, cout: int, *, stride: int = 1, kernel: int = 3, dilatio
 def double_conv(cin: int, cout: int) -> nn.Sequential:
     """An encoding / decoding module: two 3×3×3 conv blocks."""
     return nn.Sequential(conv_block(cin, cout), conv_block(cout, cout))
+
+
+def separable_block(cin: int, cout: int, *, dilation: int = 2) -> nn.Sequential:
+    """A dilated depthwise-separable conv block (the Xception-style classifier heads of DSI-Net and UML):
+    depthwise 3×3×3 (dilated) → pointwise 1×1×1 → InstanceNorm → LeakyReLU."""
+    return nn.Sequential(nn.Conv3d(cin, cin, 3, padding=dilation, dilation=dilation, groups=cin, bias=False),
+                         nn.Conv3d(cin, cout, 1, bias=False), nn.InstanceNorm3d(cout, affine=True),
+                         nn.LeakyReLU(0.01, inplace=True))
 
 
 class ResidualBlock(nn.Module):

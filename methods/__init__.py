@@ -2,8 +2,10 @@
 
 * ``joint_model`` — the MS/NMOSD joint model of seed 000 (Huang et al. 2024) with every ablation switch
   (:mod:`methods.joint`).
+* ``uml`` — UML, the uncertainty-informed mutual learning network of seed 004 (Ren et al. 2023) with its
+  Table 3 switches (:mod:`methods.uml`).
 
 The harness imports this package through the ``bench.methods`` entry point.
 """
 
-from methods import joint  # noqa: F401  (registers joint_model)
+from methods import joint, uml  # noqa: F401  (register joint_model and uml)
