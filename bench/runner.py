@@ -63,6 +63,7 @@ def plan_units(study: Study, profile: Profile, data: PreparedData, splits: Split
                     study=study.name, arm=arm.name, label=arm.label, method=arm.method, kind=method.task_kind(arm.model_args),
                     model_args=dict(arm.model_args), weights=weights, fold=fold, seed=seed,
                     profile=profile.as_dict(), training=asdict(study.training), noise=study.noise,
+                    noise_units=study.noise_units,
                     data_fingerprint=data.fingerprint, split_hash=splits.hash, manifest=str(data.manifest),
                     cache_dir=str(data.cache_dir), splits_path=str(runs_root / study.name / "splits.json"),
                 )

@@ -41,6 +41,7 @@ class UnitSpec:
     cache_dir: str
     splits_path: str
     extra: Mapping[str, Any] = field(default_factory=dict)
+    noise_units: str = "range"
 
     @property
     def key(self) -> str:

@@ -1,7 +1,9 @@
 """The results store: one directory per unit; the files are the record, MLflow mirrors them.
 
 ``runs/<study>/<arm>/fold_<k>/seed_<s>/`` holds ``spec.json``, ``history.csv``, ``per_case.parquet``,
-``predictions.npz``, ``cams.npz`` (methods with a localisation map), an optional ``model.pt`` and, written last and atomically, ``DONE.json``. A
+``predictions.npz`` (binarised predictions at σ = 0 and at the largest σ), ``cams.npz`` (methods with a
+localisation map), ``uncertainty.npz`` (evidential segmenters' pixel-wise uncertainty), an optional
+``model.pt`` and, written last and atomically, ``DONE.json``. A
 failed unit leaves ``FAILED.json`` with its traceback instead. A finished unit whose spec hash no
 longer matches the plan is moved to ``runs/<study>/.stale/<time>/`` (never deleted, never mixed in).
 """

@@ -22,6 +22,7 @@ import yaml
 
 from bench.errors import ConfigError, did_you_mean
 from bench.metrics import METRICS
+from bench.noise import NOISE_UNITS
 from bench.profiles import PROFILES, Profile, get_profile
 
 __all__ = ["Arm", "DatasetSpec", "Training", "Study", "load_study", "study_paths", "studies_dir", "read_yaml"]
@@ -39,6 +40,7 @@ STUDY_KEYS = {
     "overrides": "profile fields this study overrides",
     "training": "optimiser / schedule / augmentation settings",
     "noise": "Gaussian-noise σ grid for evaluation",
+    "noise_units": "what σ is measured in: range (of the normalised volume, the [0, 1] scale of UML) or zscore",
     "metrics": "metric columns of the table",
     "reference": "the arm every other arm is compared with",
     "correction": "multiplicity correction: holm (default) or fdr_bh",
@@ -105,6 +107,7 @@ class Study:
     arms: tuple[Arm, ...]
     correction: str = "holm"
     alpha: float = 0.05
+    noise_units: str = "range"
 
     def arm(self, name: str) -> Arm:
         for arm in self.arms:
@@ -297,6 +300,10 @@ def parse_study(path: Path, data: dict[str, Any], methods=None) -> Study:
     noise = _float_list(r, "noise", data.get("noise", [0.0]), minimum=0.0)
     if 0.0 not in noise:
         raise r.fail("noise", f"the grid must contain 0.0 (the clean evaluation), got {list(noise)}")
+    noise_units = str(data.get("noise_units", "range"))
+    if noise_units not in NOISE_UNITS:
+        raise r.fail("noise_units", f"expected one of {', '.join(NOISE_UNITS)}, got '{noise_units}'"
+                     f"{did_you_mean(noise_units, NOISE_UNITS)}")
     arms = _arms(r, data["arms"], methods)
     names = [a.name for a in arms]
     reference = str(data.get("reference", names[-1]))
@@ -322,6 +329,7 @@ def parse_study(path: Path, data: dict[str, Any], methods=None) -> Study:
         overrides=r.mapping("overrides", data.get("overrides")),
         training=_training(r, data.get("training")),
         noise=tuple(sorted(set(noise))),
+        noise_units=noise_units,
         metrics=tuple(metrics),
         reference=reference,
         arms=arms,

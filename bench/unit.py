@@ -91,7 +91,8 @@ def _train_and_evaluate(spec: UnitSpec, directory: Path, emit: Event) -> dict[st
     train_seconds = time.perf_counter() - start
     emit({"type": "evaluate", "cases": len(test_cases)})
     start = time.perf_counter()
-    result = evaluate(model, loss_fn, test_cases, load_volumes(cache, test_cases), sigmas=spec.noise, device=device)
+    result = evaluate(model, loss_fn, test_cases, load_volumes(cache, test_cases), sigmas=spec.noise, device=device,
+                      noise_units=spec.noise_units)
     eval_seconds = time.perf_counter() - start
     frame = pd.DataFrame(result.rows)
     frame.insert(0, "study", spec.study)
@@ -104,6 +105,8 @@ def _train_and_evaluate(spec: UnitSpec, directory: Path, emit: Event) -> dict[st
     np.savez_compressed(directory / "predictions.npz", shape=np.asarray([profile["size"]] * 3), **result.masks)
     if result.maps:
         np.savez_compressed(directory / "cams.npz", **result.maps)
+    if result.uncertainty:
+        np.savez_compressed(directory / "uncertainty.npz", **result.uncertainty)
     if training.checkpoint:
         torch.save(model.state_dict(), directory / "model.pt")
     return {"params": n_params, "train_seconds": train_seconds, "eval_seconds": eval_seconds,
