@@ -143,3 +143,28 @@ def test_seeds_are_averaged_per_case_not_counted_as_cases():
                              "dsc": 0.5 + shift + 0.01 * case + 0.001 * seed})
     res = compare(pd.DataFrame(rows), pd.DataFrame(), "a", "b", "dsc")
     assert res.n == 12 and res.effect == pytest.approx(0.1)
+
+
+def test_noise_tables_at_every_sigma_with_their_own_tests(report):
+    out = report.directory
+    noise = pd.read_csv(out / "noise_table.csv")
+    assert list(noise["sigma"].unique()) == [0.1] and list(noise["label"]) == ["Good", "Mid", "Bad"]
+    per_case = pd.concat(pd.read_parquet(p) for p in out.parent.parent.glob("runs/fab/*/fold_*/seed_0/per_case.parquet"))
+    good = per_case[(per_case["arm"] == "good") & (per_case["sigma"] == 0.1)]
+    assert noise.loc[noise["arm"] == "good", "dsc_mean"].item() == pytest.approx(good.groupby("fold")["dsc"].mean().mean())
+    # DSC 0.45 − 0.2 against 0.80 − 0.2 on 40 paired cases: Bad differs from the reference at σ = 0.1 too
+    assert "dsc" in noise.loc[noise["arm"] == "bad", "significant_vs_reference"].item().split(",")
+    markdown = (out / "noise_table.md").read_text()
+    assert "**σ = 0.1**" in markdown and "†" in markdown
+    assert (out / "noise_table.tex").read_text().count(r"\toprule") == 1
+    text = (out / "report.md").read_text()
+    assert "## Robustness to Gaussian noise" in text and "**σ = 0.1**" in text
+
+
+def test_calibration_table_without_evidential_arms(report):
+    table = pd.read_csv(report.directory / "uncertainty.csv")
+    assert list(table["label"]) == ["Good", "Mid", "Bad"] and (table["ece_mean"] >= 0).all()
+    assert "u_correct" not in table  # no arm reports an uncertainty
+    folds = pd.read_csv(report.directory / "folds.csv")
+    clean = folds[(folds["arm"] == "mid") & (folds["sigma"] == 0)]
+    assert table.loc[table["arm"] == "mid", "brier_mean"].item() == pytest.approx(clean["brier"].mean())

@@ -3,9 +3,10 @@
 Files: ``table.md``/``table.tex``/``table.csv`` (the seed's layout: mean ± std over folds, best bold,
 second underlined, † for arms significantly different from the reference), ``significance.md``/``.csv``
 (every pairwise test), ``versus_reference.csv``, ``folds.csv``, ``roc.png``/``.pdf``,
-``cd_<metric>.png``/``.pdf`` (three or more arms), ``noise.png``/``.pdf`` (noise grid),
-``overlays.png``/``.pdf`` and ``cams.png``/``.pdf`` (:mod:`bench.report.maps`), ``report.md``,
-``report.html`` and ``provenance.json``. ``reports/README.md`` indexes every study with a report.
+``cd_<metric>.png``/``.pdf`` (three or more arms), ``noise.png``/``.pdf`` and ``noise_table.md``/``.tex``/``.csv``
+(noise grid; :mod:`bench.report.reliability`), ``uncertainty.md``/``.csv`` (calibration and uncertainty),
+``overlays.png``/``.pdf``, ``cams.png``/``.pdf`` and ``uncertainty_maps.png``/``.pdf`` (:mod:`bench.report.maps`),
+``report.md``, ``report.html`` and ``provenance.json``. ``reports/README.md`` indexes every study with a report.
 """
 
 from __future__ import annotations
@@ -40,9 +41,13 @@ def _provenance(per_case: pd.DataFrame, specs: list[dict]) -> dict:
                    f"width {prof['width']}, lr {prof['lr']})",
         "seeds": ", ".join(str(s) for s in sorted({s["seed"] for s in specs})),
         "folds": str(len({s["fold"] for s in specs})),
-        "noise σ": ", ".join(f"{s:g}" for s in first["noise"]),
+        "noise σ": ", ".join(f"{s:g}" for s in first["noise"]) + f" ({_NOISE_UNITS[first.get('noise_units', 'zscore')]})",
         "hardware": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
     }
+
+
+_NOISE_UNITS = {"range": "fraction of each normalised volume's intensity range, i.e. σ on the [0, 1]-scaled image",
+                "zscore": "units of the brain's intensity standard deviation"}
 
 
 def _fmt_effect(metric: str, row) -> str:
@@ -99,6 +104,7 @@ def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
     from bench.report.figures import plot_cd, plot_noise
     from bench.report.html import markdown_to_html
     from bench.report.maps import plot_maps
+    from bench.report.reliability import noise_tables, uncertainty_table
     from bench.report.roc import plot_roc
     from bench.report.significance import friedman_summary, pairwise_table, versus_reference
     from bench.report.tables import summary_table, to_latex, to_markdown
@@ -141,6 +147,18 @@ def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
             files += cd_figures[-1][1]
     noise_files = plot_noise(folds, arms, label_list, study.metrics, out)
     files += noise_files
+    noise_md, noise_tex, noise_frame = noise_tables(per_case, folds, pooled, arms, labels, study.metrics,
+                                                    study.reference, study.correction, study.alpha)
+    if noise_md:
+        (out / "noise_table.md").write_text(noise_md)
+        (out / "noise_table.tex").write_text(noise_tex)
+        noise_frame.to_csv(out / "noise_table.csv", index=False)
+        files += [out / "noise_table.md", out / "noise_table.tex", out / "noise_table.csv"]
+    uncertainty_md, uncertainty_frame = uncertainty_table(per_case, folds, arms, labels)
+    if uncertainty_md:
+        (out / "uncertainty.md").write_text(uncertainty_md)
+        uncertainty_frame.to_csv(out / "uncertainty.csv", index=False)
+        files += [out / "uncertainty.md", out / "uncertainty.csv"]
     map_files = plot_maps(per_case, study_root, arms, labels, out)
     files += map_files
 
@@ -177,9 +195,26 @@ def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
         lines += [f"![Critical-difference diagram, {METRICS[summary['metric']].header}]({figure_files[0].name})", ""]
     if (out / "roc.png").exists():
         lines += ["## ROC", "", "![ROC](roc.png)", ""]
-    if noise_files:
-        lines += ["## Robustness to Gaussian noise", "", "Mean ± std over folds of each metric against the noise σ "
-                  "(added to the z-scored input; identical noise for every method).", "", "![Noise](noise.png)", ""]
+    if noise_md or noise_files:
+        units = _NOISE_UNITS[specs[0].get("noise_units", "zscore")]
+        lines += ["## Robustness to Gaussian noise", "",
+                  f"Every trained fold model evaluated again on its own test cases with N(0, σ²) noise added to the "
+                  f"network input (σ in {units}); no retraining; the noise of a (case, σ) pair is drawn from a seed "
+                  "of both, so every arm sees identical noisy inputs. Mean ± std over folds at each σ; best in "
+                  "**bold**, second <u>underlined</u>; † = significantly different from the reference at that σ "
+                  f"(same tests and {correction} correction as the clean table).", "", noise_md]
+        if noise_files:
+            lines += ["Mean ± std over folds of each metric against σ:", "", "![Noise](noise.png)", ""]
+    if uncertainty_md:
+        lines += ["## Calibration and uncertainty", "",
+                  "ECE (10 bins of the predicted class's confidence) and Brier score of the NMOSD probability, mean ± "
+                  "std over folds at σ = 0. For evidential arms: the mean image-level uncertainty u = K / S of correctly "
+                  "and wrongly classified cases and its AUROC as a detector of wrong predictions (pooled out-of-fold), "
+                  "and the mean pixel-wise uncertainty of wrongly and correctly labelled brain voxels. A reliable "
+                  "uncertainty is higher on errors (AUROC > 0.5) and rises with the noise (second table).", "",
+                  uncertainty_md]
+        if out / "uncertainty_maps.png" in map_files:
+            lines += ["![Uncertainty maps](uncertainty_maps.png)", ""]
     if out / "overlays.png" in map_files:
         lines += ["## Segmentation overlays", "", "Test cases chosen per class by median reference lesion volume "
                   "(not by any arm's result); the axial slice with the most reference lesion voxels; each arm's "

@@ -6,6 +6,11 @@
 * ``cams.png`` — lesion localisation: the same cases' FLAIR slice, reference mask, and the class-activation
   localisation map (``cams.npz``, written by arms whose model emits ``aux["cam"]``) of each such arm,
   for the class the model predicted (the seed's Fig. 12).
+* ``uncertainty_maps.png`` — UML's Fig. 3 for the arms with a pixel-wise uncertainty (``uncertainty.npz``):
+  per case, a row at σ = 0 and a row at the largest σ of the grid; the input the network saw (the noisy
+  one regenerated from the case's noise seed) with the reference outline, then per arm its segmentation
+  (coloured as the overlays, with the image-level NMOSD probability and uncertainty) and its pixel-wise
+  uncertainty map.
 
 The figures read the run directories and the preprocessed volume cache their specs name (never a model).
 The cases are chosen without looking at any arm's predictions: per class, the test cases with lesions
@@ -23,7 +28,7 @@ import pandas as pd
 from bench.report.style import save_figure
 from bench.store import SPEC, done_units, read_json
 
-__all__ = ["plot_maps", "choose_cases", "overlay_colours", "unpack_prediction"]
+__all__ = ["plot_maps", "choose_cases", "overlay_colours", "unpack_prediction", "plot_uncertainty"]
 
 CLASS_NAMES = {0: "MS", 1: "NMOSD"}
 TP, FP, FN = (0.85, 0.1, 0.1), (0.1, 0.75, 0.2), (1.0, 0.85, 0.0)  # red, green, yellow (seed Fig. 10)
@@ -120,7 +125,7 @@ def plot_maps(per_case: pd.DataFrame, study_root: Path, arms: Sequence[str], lab
                     for case_id in chosen:
                         if case_id in z.files and case_id not in cams[arm]:
                             cams[arm][case_id] = z[case_id].astype(float) / 255.0
-    files: list[Path] = []
+    files: list[Path] = plot_uncertainty(per_case, units, spec, arms, labels, out, chosen, volumes)
     seg_arms = [a for a in arms if len(preds[a]) == len(chosen)]
     if seg_arms:
         files += _draw(volumes, chosen, per_case, seg_arms, labels, out, preds, None, "overlays",
@@ -174,3 +179,80 @@ def _draw(volumes, chosen, per_case, arms, labels, out, preds, cams, stem: str, 
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return save_figure(fig, out, stem)
+
+
+def _unit_maps(units: list[Path], keys: list[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Binarised predictions and pixel-wise uncertainty (in [0, 1]) of ``keys``, from the units that hold them."""
+    preds: dict[str, np.ndarray] = {}
+    uncertainty: dict[str, np.ndarray] = {}
+    for unit in sorted(units):
+        if not (unit / "uncertainty.npz").exists():
+            continue
+        with np.load(unit / "uncertainty.npz") as z:
+            for key in keys:
+                if key in z.files and key not in uncertainty:
+                    uncertainty[key] = z[key].astype(float) / 255.0
+        with np.load(unit / "predictions.npz") as z:
+            for key in keys:
+                if key in z.files and key not in preds:
+                    preds[key] = unpack_prediction(z[key], z["shape"])
+    return preds, uncertainty
+
+
+def plot_uncertainty(per_case: pd.DataFrame, units: dict[str, list[Path]], spec: dict, arms: Sequence[str],
+                     labels: dict[str, str], out: Path, chosen: list[str], volumes: dict) -> list[Path]:
+    """``uncertainty_maps.png/pdf`` (see the module docstring); none when no arm has pixel-wise uncertainty."""
+    from bench.evaluate import noisy_key
+    from bench.noise import input_noise
+
+    sigmas = sorted({0.0, float(per_case["sigma"].max())})
+    keys = [noisy_key(c, s) for c in chosen for s in sigmas]
+    maps = {arm: _unit_maps(units.get(arm, []), keys) for arm in arms}
+    shown = [a for a in arms if len(maps[a][1]) == len(keys) and len(maps[a][0]) == len(keys)]
+    if not shown:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    units_of_noise = spec.get("noise_units", "range")
+    rows = [(c, s) for c in chosen for s in sigmas]
+    cols = 1 + 2 * len(shown)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.9 * cols, 2.0 * len(rows) + 0.6), dpi=150, squeeze=False)
+    info = per_case.sort_values("seed")  # the first training seed's prediction when there are several
+    for r, (case_id, sigma) in enumerate(rows):
+        vol = volumes[case_id]
+        reference = vol.mask[0].astype(bool)
+        z = int(np.argmax(reference.sum(axis=(0, 1))))
+        image = vol.image[0] + input_noise(case_id, sigma, vol.image, units_of_noise)[0]
+        row = axes[r]
+        row[0].imshow(image[:, :, z].T, cmap="gray", origin="lower")
+        row[0].contour(reference[:, :, z].T, levels=[0.5], colors=["#D55E00"], linewidths=0.6, origin="lower")
+        label = CLASS_NAMES.get(int(per_case.loc[per_case["case_id"] == case_id, "label"].iloc[0]), "?")
+        row[0].set_ylabel(f"{case_id} ({label})\nσ = {sigma:g}", fontsize=7)
+        key = noisy_key(case_id, sigma)
+        for c, arm in enumerate(shown):
+            preds, uncertainty = maps[arm]
+            ax_seg, ax_unc = row[1 + 2 * c], row[2 + 2 * c]
+            ax_seg.imshow(vol.image[0][:, :, z].T, cmap="gray", origin="lower")
+            ax_seg.imshow(overlay_colours(preds[key][:, :, z].T, reference[:, :, z].T), origin="lower")
+            unc = ax_unc.imshow(uncertainty[key][:, :, z].T, cmap="magma", origin="lower", vmin=0, vmax=1)
+            found = info[(info["arm"] == arm) & (info["case_id"] == case_id) & (info["sigma"] == sigma)]
+            if len(found) and "prob_nmosd" in found and pd.notna(found["prob_nmosd"].iloc[0]):
+                text = f"p(NMOSD) {found['prob_nmosd'].iloc[0]:.2f}"
+                if "uncertainty" in found and pd.notna(found["uncertainty"].iloc[0]):
+                    text += f", u {found['uncertainty'].iloc[0]:.2f}"
+                ax_seg.set_xlabel(text, fontsize=6)
+            if r == 0:
+                ax_seg.set_title(f"{labels.get(arm, arm)}: segmentation", fontsize=7)
+                ax_unc.set_title(f"{labels.get(arm, arm)}: pixel uncertainty", fontsize=7)
+        if r == 0:
+            row[0].set_title("input (reference outline)", fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(unc, ax=axes.ravel().tolist(), shrink=0.3, fraction=0.04, label="pixel-wise uncertainty u = 2 / S")
+    fig.suptitle("Segmentation and uncertainty, clean and with the largest noise σ (UML Fig. 3): true positive red, "
+                 "false positive green, false negative yellow", fontsize=8)
+    return save_figure(fig, out, "uncertainty_maps")

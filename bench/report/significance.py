@@ -4,7 +4,8 @@ Segmentation metrics: Wilcoxon signed-rank on per-case values (paired by case; w
 training seeds each arm's values are first averaged over seeds, since cases, not seeds, are the
 independent units) with a bootstrap CI. AUC: DeLong on the pooled out-of-fold predictions. ACC: exact McNemar on pooled
 out-of-fold correctness. Other classification metrics: Nadeau–Bengio corrected resampled t-test
-on per-fold values. All at σ = 0. With several training seeds, DeLong and McNemar use the smallest
+on per-fold values. All at one noise σ (0 unless the noise section asks for another: every σ of the
+grid is a paired comparison on identical noisy inputs). With several training seeds, DeLong and McNemar use the smallest
 seed shared by both arms (they need one prediction per case); the corrected t-test pairs every
 (fold, seed), as Nadeau and Bengio's repeated cross-validation intends.
 p-values are adjusted per metric family: over the comparisons with the reference arm for the table
@@ -31,9 +32,10 @@ def _has(frame: pd.DataFrame, column: str) -> bool:
     return column in frame and frame[column].notna().any()
 
 
-def compare(per_case: pd.DataFrame, folds: pd.DataFrame, arm_a: str, arm_b: str, metric: str) -> TestResult | None:
-    """The paired test of ``metric`` between two arms at σ = 0 (None if an arm lacks the metric)."""
-    clean = per_case[per_case["sigma"] == 0]
+def compare(per_case: pd.DataFrame, folds: pd.DataFrame, arm_a: str, arm_b: str, metric: str,
+            sigma: float = 0.0) -> TestResult | None:
+    """The paired test of ``metric`` between two arms at noise ``sigma`` (None if an arm lacks the metric)."""
+    clean = per_case[per_case["sigma"] == sigma]
     a, b = clean[clean["arm"] == arm_a], clean[clean["arm"] == arm_b]
     require_same_split(a["split_hash"], b["split_hash"])
     info = METRICS[metric]
@@ -52,18 +54,18 @@ def compare(per_case: pd.DataFrame, folds: pd.DataFrame, arm_a: str, arm_b: str,
         if metric == "auc":
             return delong_test(pairs["label_a"], pairs["prob_nmosd_a"], pairs["prob_nmosd_b"])
         return mcnemar_exact(pairs["pred_a"] == pairs["label_a"], pairs["pred_b"] == pairs["label_b"])
-    fa, fb = (folds[(folds["arm"] == arm) & (folds["sigma"] == 0)] for arm in (arm_a, arm_b))
+    fa, fb = (folds[(folds["arm"] == arm) & (folds["sigma"] == sigma)] for arm in (arm_a, arm_b))
     pairs = fa.merge(fb, on=["fold", "seed"], suffixes=("_a", "_b"))
     n_test = float(pairs["n_cases_a"].mean())
     n_total = float(a[a["seed"] == a["seed"].min()]["case_id"].nunique())
     return corrected_ttest(pairs[f"{metric}_a"] - pairs[f"{metric}_b"], n_train=n_total - n_test, n_test=n_test)
 
 
-def _rows(per_case, folds, pairs, metrics) -> pd.DataFrame:
+def _rows(per_case, folds, pairs, metrics, sigma: float = 0.0) -> pd.DataFrame:
     rows = []
     for metric in metrics:
         for arm_a, arm_b in pairs:
-            res = compare(per_case, folds, arm_a, arm_b, metric)
+            res = compare(per_case, folds, arm_a, arm_b, metric, sigma)
             if res is not None:
                 rows.append({"metric": metric, "arm_a": arm_a, "arm_b": arm_b, "test": res.test, "statistic": res.statistic,
                              "p": res.p, "effect": res.effect, "ci_low": res.ci_low, "ci_high": res.ci_high, "n": res.n})
@@ -83,9 +85,10 @@ def pairwise_table(per_case, folds, arms: Sequence[str], metrics: Sequence[str],
     return _adjusted(_rows(per_case, folds, list(combinations(arms, 2)), metrics), correction)
 
 
-def versus_reference(per_case, folds, arms, reference: str, metrics, correction: str) -> pd.DataFrame:
-    """Each arm against the reference, p adjusted over those comparisons per metric."""
-    return _adjusted(_rows(per_case, folds, [(a, reference) for a in arms if a != reference], metrics), correction)
+def versus_reference(per_case, folds, arms, reference: str, metrics, correction: str, sigma: float = 0.0) -> pd.DataFrame:
+    """Each arm against the reference at noise ``sigma``, p adjusted over those comparisons per metric."""
+    return _adjusted(_rows(per_case, folds, [(a, reference) for a in arms if a != reference], metrics, sigma),
+                     correction)
 
 
 def block_matrix(per_case, folds, arms, metric) -> tuple[list[str], np.ndarray]:

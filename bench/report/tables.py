@@ -14,9 +14,11 @@ from bench.metrics import METRICS
 __all__ = ["summary_table", "rank_marks", "to_markdown", "to_latex"]
 
 
-def summary_table(folds: pd.DataFrame, pooled: pd.DataFrame, arms: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
-    """One row per arm: ``<m>_mean``, ``<m>_std`` over folds (and seeds), ``<m>_pooled``, ``n_folds``, ``n_imputed``."""
-    clean, pooled_clean = folds[folds["sigma"] == 0], pooled[pooled["sigma"] == 0]
+def summary_table(folds: pd.DataFrame, pooled: pd.DataFrame, arms: Sequence[str], metrics: Sequence[str],
+                  sigma: float = 0.0) -> pd.DataFrame:
+    """One row per arm at noise ``sigma``: ``<m>_mean``, ``<m>_std`` over folds (and seeds), ``<m>_pooled``,
+    ``n_folds``, ``n_imputed``."""
+    clean, pooled_clean = folds[folds["sigma"] == sigma], pooled[pooled["sigma"] == sigma]
     rows = []
     for arm in arms:
         part, pooled_part = clean[clean["arm"] == arm], pooled_clean[pooled_clean["arm"] == arm]

@@ -1,0 +1,45 @@
+"""Calibration and uncertainty tables (bench.report.reliability) on hand-made per-case rows."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.aggregate import fold_metrics
+from bench.report.reliability import error_detection_auc, uncertainty_table
+
+
+def _rows() -> pd.DataFrame:
+    rows = []
+    # fold 0: labels 0 0 1 1, predictions 0 1 1 1 (case c1 wrong); fold 1: all right
+    spec = [(0, "c0", 0, 0.2, 0.1), (0, "c1", 0, 0.7, 0.6), (0, "c2", 1, 0.8, 0.2), (0, "c3", 1, 0.9, 0.1),
+            (1, "c4", 0, 0.1, 0.3), (1, "c5", 0, 0.3, 0.2), (1, "c6", 1, 0.6, 0.4), (1, "c7", 1, 0.7, 0.3)]
+    for fold, case, label, prob, u in spec:
+        for sigma, shift in ((0.0, 0.0), (0.05, 0.1)):
+            rows.append({"arm": "evid", "method": "m", "study": "s", "fold": fold, "seed": 0, "sigma": sigma,
+                         "case_id": case, "label": label, "prob_nmosd": prob, "pred": int(prob >= 0.5),
+                         "uncertainty": u + shift, "voxel_unc_wrong": 0.5 + shift, "voxel_unc_right": 0.1})
+    return pd.DataFrame(rows)
+
+
+def test_error_detection_auc():
+    assert error_detection_auc(np.array([0.9, 0.1, 0.2, 0.3]), np.array([1, 0, 0, 0])) == 1.0
+    assert error_detection_auc(np.array([0.1, 0.9, 0.2]), np.array([1, 0, 0])) == 0.0
+    assert math.isnan(error_detection_auc(np.array([0.1, 0.2]), np.array([0, 0])))
+
+
+def test_uncertainty_table_hand_values():
+    per_case = _rows()
+    markdown, table = uncertainty_table(per_case, fold_metrics(per_case), ["evid"], {"evid": "Evidential"})
+    row = table.iloc[0]
+    # seven correct cases: (0.1 + 0.2 + 0.1 + 0.3 + 0.2 + 0.4 + 0.3) / 7; one wrong: 0.6
+    assert row["u_correct"] == pytest.approx(1.6 / 7) and row["u_wrong"] == pytest.approx(0.6)
+    assert row["u_error_auc"] == pytest.approx(1.0)  # the wrong case is the most uncertain
+    assert row["u_sigma_0.05"] == pytest.approx((1.6 + 0.6) / 8 + 0.1)
+    assert row["voxel_u_wrong"] == pytest.approx(0.5) and row["voxel_u_wrong_sigma_0.05"] == pytest.approx(0.6)
+    # Brier of fold 0: ((0.2)² + (0.7)² + (0.2)² + (0.1)²) / 4 = 0.145; fold 1: (0.01 + 0.09 + 0.16 + 0.09) / 4 = 0.0875
+    assert row["brier_mean"] == pytest.approx((0.145 + 0.0875) / 2)
+    assert "| Evidential |" in markdown and "U (σ = 0.05)" in markdown
