@@ -34,6 +34,10 @@ def case_metrics(group: pd.DataFrame) -> dict[str, float]:
         correct = group["pred"] == group["label"]
         out["uncertainty_correct"] = float(group.loc[correct, "uncertainty"].mean())
         out["uncertainty_wrong"] = float(group.loc[~correct, "uncertainty"].mean()) if (~correct).any() else np.nan
+        out["uncertainty_mean"] = float(group["uncertainty"].mean())
+    for column in ("voxel_unc_wrong", "voxel_unc_right"):  # evidential segmenters' pixel-wise uncertainty
+        if column in group and group[column].notna().any():
+            out[column] = float(group[column].mean())
     return out
 
 

@@ -43,3 +43,12 @@ def test_uncertainty_table_hand_values():
     # Brier of fold 0: ((0.2)² + (0.7)² + (0.2)² + (0.1)²) / 4 = 0.145; fold 1: (0.01 + 0.09 + 0.16 + 0.09) / 4 = 0.0875
     assert row["brier_mean"] == pytest.approx((0.145 + 0.0875) / 2)
     assert "| Evidential |" in markdown and "U (σ = 0.05)" in markdown
+
+
+def test_fold_metrics_carry_the_uncertainties_per_sigma():
+    folds = fold_metrics(_rows()).set_index(["fold", "sigma"])
+    assert folds.loc[(0, 0.0), "uncertainty_correct"] == pytest.approx((0.1 + 0.2 + 0.1) / 3)
+    assert folds.loc[(0, 0.0), "uncertainty_wrong"] == pytest.approx(0.6)
+    assert folds.loc[(1, 0.05), "uncertainty_mean"] == pytest.approx((0.3 + 0.2 + 0.4 + 0.3) / 4 + 0.1)
+    assert np.isnan(folds.loc[(1, 0.0), "uncertainty_wrong"])  # fold 1 has no wrong case
+    assert folds.loc[(1, 0.05), "voxel_unc_wrong"] == pytest.approx(0.6)
