@@ -295,6 +295,7 @@ class UML(nn.Module):
         num_classes: disease classes.
         width: channel multiplier.
         mutual_decoder, un, ui: the Table 3 switches (MD, UN, UI).
+        first_stride: 2 (default) starts both encoders at S/2, 1 at full size (the paper's layout).
         prior: initial lesion probability of the navigator outputs.
     """
 

@@ -145,7 +145,10 @@ def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
         if summary:
             cd_figures.append((summary, plot_cd(summary, labels, out, study.alpha, study.correction)))
             files += cd_figures[-1][1]
-    noise_files = plot_noise(folds, arms, label_list, study.metrics, out)
+    units = specs[0].get("noise_units", "zscore")
+    noise_files = plot_noise(folds, arms, label_list, study.metrics, out,
+                             xlabel="noise σ (" + ("of the [0, 1]-scaled image" if units == "range" else
+                                                   "units of the z-scored input") + ")")
     files += noise_files
     noise_md, noise_tex, noise_frame = noise_tables(per_case, folds, pooled, arms, labels, study.metrics,
                                                     study.reference, study.correction, study.alpha)
@@ -196,15 +199,15 @@ def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
     if (out / "roc.png").exists():
         lines += ["## ROC", "", "![ROC](roc.png)", ""]
     if noise_md or noise_files:
-        units = _NOISE_UNITS[specs[0].get("noise_units", "zscore")]
         lines += ["## Robustness to Gaussian noise", "",
                   f"Every trained fold model evaluated again on its own test cases with N(0, σ²) noise added to the "
-                  f"network input (σ in {units}); no retraining; the noise of a (case, σ) pair is drawn from a seed "
+                  f"network input (σ in {_NOISE_UNITS[units]}); no retraining; the noise of a (case, σ) pair is drawn from a seed "
                   "of both, so every arm sees identical noisy inputs. Mean ± std over folds at each σ; best in "
                   "**bold**, second <u>underlined</u>; † = significantly different from the reference at that σ "
                   f"(same tests and {correction} correction as the clean table).", "", noise_md]
         if noise_files:
-            lines += ["Mean ± std over folds of each metric against σ:", "", "![Noise](noise.png)", ""]
+            lines += ["Mean ± std over folds of each metric (and of the evidential arms' mean uncertainties) against σ:",
+                      "", "![Noise](noise.png)", ""]
     if uncertainty_md:
         lines += ["## Calibration and uncertainty", "",
                   "ECE (10 bins of the predicted class's confidence) and Brier score of the NMOSD probability, mean ± "

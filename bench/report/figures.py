@@ -68,8 +68,13 @@ def plot_cd(summary: dict, labels: dict[str, str], out: Path, alpha: float, corr
     return save_figure(fig, out, f"cd_{summary['metric']}")
 
 
-def plot_noise(folds: pd.DataFrame, arms: Sequence[str], labels: Sequence[str], metrics: Sequence[str], out: Path) -> list[Path]:
-    """Mean ± std over folds of each metric against the noise σ, one panel per metric."""
+UNCERTAINTY_PANELS = {"uncertainty_mean": "image-level uncertainty u", "voxel_unc_wrong": "pixel uncertainty, wrong voxels"}
+
+
+def plot_noise(folds: pd.DataFrame, arms: Sequence[str], labels: Sequence[str], metrics: Sequence[str], out: Path,
+               *, xlabel: str = "noise σ") -> list[Path]:
+    """Mean ± std over folds of each metric against the noise σ, one panel per metric, plus the evidential
+    arms' mean uncertainties (``UNCERTAINTY_PANELS``) when any arm has them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,12 +83,13 @@ def plot_noise(folds: pd.DataFrame, arms: Sequence[str], labels: Sequence[str], 
     shown = [m for m in metrics if m in folds and folds[m].notna().any()]
     if folds["sigma"].nunique() < 2 or not shown:
         return []
+    shown += [m for m in UNCERTAINTY_PANELS if m in folds and folds[m].notna().any()]
     cols = min(3, len(shown))
     rows = (len(shown) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), dpi=150, squeeze=False)
     for ax, metric in zip(axes.flat, shown):
-        info = METRICS[metric]
-        scale = 100 if info.percent else 1
+        header = METRICS[metric].header if metric in METRICS else UNCERTAINTY_PANELS[metric]
+        scale = 100 if metric in METRICS and METRICS[metric].percent else 1
         for i, (arm, label) in enumerate(zip(arms, labels)):
             part = folds[(folds["arm"] == arm) & folds[metric].notna()]
             if part.empty:
@@ -92,7 +98,7 @@ def plot_noise(folds: pd.DataFrame, arms: Sequence[str], labels: Sequence[str], 
             mean, std = g.mean() * scale, g.std(ddof=1).fillna(0) * scale
             colour = OKABE_ITO[i % len(OKABE_ITO)]
             ax.errorbar(mean.index, mean.values, yerr=std.values, marker="o", capsize=3, color=colour, label=label)
-        ax.set(xlabel="noise σ (units of the z-scored input)", ylabel=info.header)
+        ax.set(xlabel=xlabel, ylabel=header)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(shown):]:
         ax.axis("off")
