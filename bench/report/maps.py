@@ -253,6 +253,7 @@ def plot_uncertainty(per_case: pd.DataFrame, units: dict[str, list[Path]], spec:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(unc, ax=axes.ravel().tolist(), shrink=0.3, fraction=0.04, label="pixel-wise uncertainty u = 2 / S")
-    fig.suptitle("Segmentation and uncertainty, clean and with the largest noise σ (UML Fig. 3): true positive red, "
-                 "false positive green, false negative yellow", fontsize=8)
+    when = "clean and with the largest noise σ" if len(sigmas) > 1 else "σ = 0"
+    fig.suptitle(f"Segmentation and uncertainty, {when} (UML Fig. 3): true positive red, false positive green, "
+                 "false negative yellow", fontsize=8)
     return save_figure(fig, out, "uncertainty_maps")
