@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.aggregate import fold_metrics
+from bench.aggregate import fold_metrics, with_derived_columns
 from bench.report.reliability import error_detection_auc, uncertainty_table
 
 
@@ -52,3 +52,22 @@ def test_fold_metrics_carry_the_uncertainties_per_sigma():
     assert folds.loc[(1, 0.05), "uncertainty_mean"] == pytest.approx((0.3 + 0.2 + 0.4 + 0.3) / 4 + 0.1)
     assert np.isnan(folds.loc[(1, 0.0), "uncertainty_wrong"])  # fold 1 has no wrong case
     assert folds.loc[(1, 0.05), "voxel_unc_wrong"] == pytest.approx(0.6)
+
+
+def test_dsc_over_lesion_scans_leaves_out_empty_references_and_their_tests_pair_only_those():
+    from bench.report.significance import compare
+
+    # case c0 has no lesion: arm "empty" predicts nothing everywhere (DSC 1 there, 0 on lesion scans)
+    rows = []
+    for arm, dscs in (("empty", [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]), ("seg", [0.0, 0.5, 0.6, 0.4, 0.7, 0.3])):
+        for i, dsc in enumerate(dscs):
+            rows.append({"arm": arm, "method": "m", "study": "s", "fold": i % 2, "seed": 0, "sigma": 0.0,
+                         "case_id": f"c{i}", "label": 0, "dsc": dsc, "ref_empty": i == 0, "imputed": i == 0,
+                         "split_hash": "h"})
+    per_case = pd.DataFrame(rows)
+    folds = fold_metrics(per_case).set_index(["arm", "fold"])
+    assert folds.loc[("empty", 0), "dsc"] == pytest.approx(1 / 3)  # c0, c2, c4
+    assert folds.loc[("empty", 0), "dsc_lesion"] == 0.0  # c2, c4 only
+    assert folds.loc[("seg", 0), "dsc_lesion"] == pytest.approx((0.6 + 0.7) / 2)
+    test = compare(with_derived_columns(per_case), fold_metrics(per_case), "seg", "empty", "dsc_lesion")
+    assert test.n == 5 and test.effect == pytest.approx(0.5)  # five lesion scans, mean difference 2.5 / 5

@@ -17,7 +17,7 @@ from bench.study import load_study
 from conftest import REPO
 
 BENCH = str(Path(sys.executable).with_name("bench"))
-METRICS = ["acc", "f1", "dsc", "assd"]
+METRICS = ["acc", "f1", "dsc", "dsc_lesion", "assd"]
 
 # study → (arm labels in the paper table's row order, reference arm)
 STUDIES = {
@@ -58,7 +58,7 @@ def test_uml_table_study_runs_on_smoke(tmp_path, study):
     table = _table(out, study)
     joint = table["arm"].isin(["bcs", "dsi_net", "joint", "uml", "md", "md_un", "md_ui", "full", "cls_only", "cls_seg",
                                "all_terms"])
-    for metric in METRICS:  # every joint arm has all four columns; EC only ACC/F1, the segmenters only Dice/ASSD
+    for metric in METRICS:  # every joint arm has every column; EC only ACC/F1, the segmenters only Dice/ASSD
         assert table.loc[joint, f"{metric}_mean"].notna().all(), metric
     if study == "uml_comparison":
         by_arm = table.set_index("arm")

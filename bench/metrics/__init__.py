@@ -25,6 +25,8 @@ METRICS: dict[str, MetricInfo] = {
     m.name: m
     for m in (
         MetricInfo("dsc", "seg", "max", "DSC (%)", True),
+        # DSC over the scans whose reference has lesions only (bench.aggregate.with_derived_columns)
+        MetricInfo("dsc_lesion", "seg", "max", "DSC lesion scans (%)", True),
         MetricInfo("ppv", "seg", "max", "PPV (%)", True),
         MetricInfo("tpr", "seg", "max", "TPR (%)", True),
         MetricInfo("vd", "seg", "min", "VD (%)", True),

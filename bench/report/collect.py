@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.aggregate import with_derived_columns
 from bench.errors import BenchError
 from bench.store import SPEC, done_units, read_json
 
@@ -13,7 +14,8 @@ __all__ = ["collect_per_case", "collect_specs"]
 
 
 def collect_per_case(study_root: Path) -> pd.DataFrame:
-    """All per-case rows of the finished units; refuses rows from different splits."""
+    """All per-case rows of the finished units (with the derived columns of :mod:`bench.aggregate`); refuses
+    rows from different splits."""
     units = done_units(study_root)
     if not units:
         raise BenchError(f"no finished units under {study_root}; run `bench run --study {study_root.name}` first")
@@ -22,7 +24,7 @@ def collect_per_case(study_root: Path) -> pd.DataFrame:
     if len(hashes) > 1:
         raise BenchError(f"{study_root}: finished units use different splits ({', '.join(hashes)}); "
                          "results from different splits cannot be compared")
-    return frame
+    return with_derived_columns(frame)
 
 
 def collect_specs(study_root: Path) -> list[dict]:

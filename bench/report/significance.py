@@ -43,7 +43,7 @@ def compare(per_case: pd.DataFrame, folds: pd.DataFrame, arm_a: str, arm_b: str,
         if not (_has(a, metric) and _has(b, metric)):
             return None
         mean_a, mean_b = (x.groupby("case_id", as_index=False)[metric].mean() for x in (a, b))
-        pairs = mean_a.merge(mean_b, on="case_id", suffixes=("_a", "_b"))
+        pairs = mean_a.merge(mean_b, on="case_id", suffixes=("_a", "_b")).dropna()  # dsc_lesion: lesion scans only
         return wilcoxon_paired(pairs[f"{metric}_a"], pairs[f"{metric}_b"]) if len(pairs) >= 2 else None
     if not (_has(a, "prob_nmosd") and _has(b, "prob_nmosd")):
         return None
