@@ -214,7 +214,8 @@ def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
                   "std over folds at σ = 0. For evidential arms: the mean image-level uncertainty u = K / S of correctly "
                   "and wrongly classified cases and its AUROC as a detector of wrong predictions (pooled out-of-fold), "
                   "and the mean pixel-wise uncertainty of wrongly and correctly labelled brain voxels. A reliable "
-                  "uncertainty is higher on errors (AUROC > 0.5) and rises with the noise (second table).", "",
+                  "uncertainty is higher on errors (AUROC > 0.5)"
+                  + (" and rises with the noise (second table)." if per_case["sigma"].nunique() > 1 else "."), "",
                   uncertainty_md]
         if out / "uncertainty_maps.png" in map_files:
             lines += ["![Uncertainty maps](uncertainty_maps.png)", ""]
