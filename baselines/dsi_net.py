@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.blocks import ResidualBlock, conv_block, separable_block
+from bench.blocks import ResidualBlock, conv_block, pointwise_block, separable_block
 from bench.losses import MethodLoss, soft_dice_loss
 from bench.outputs import ModelOutput, prior_logit
 from bench.registry import register_method
@@ -72,19 +72,14 @@ OFFICIAL_RATES = (6, 12, 18)
 EM_STEPS = 3
 
 
-def _pointwise(cin: int, cout: int) -> nn.Sequential:
-    """A 1×1×1 conv block (the official code's 1×1 conv → BN → ReLU)."""
-    return conv_block(cin, cout, kernel=1)
-
-
 class ASPP(nn.Module):
     """Atrous spatial pyramid pooling: a 1×1×1 branch, three dilated 3×3×3 branches, image pooling."""
 
     def __init__(self, cin: int, cout: int, rates: tuple[int, int, int]) -> None:
         super().__init__()
-        self.branches = nn.ModuleList([_pointwise(cin, cout)] + [conv_block(cin, cout, dilation=r) for r in rates])
+        self.branches = nn.ModuleList([pointwise_block(cin, cout)] + [conv_block(cin, cout, dilation=r) for r in rates])
         self.pool = nn.Sequential(nn.Conv3d(cin, cout, 1), nn.LeakyReLU(0.01, inplace=True))
-        self.project = _pointwise(5 * cout, cout)
+        self.project = pointwise_block(5 * cout, cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = self.pool(x.mean(dim=(2, 3, 4), keepdim=True)).expand(-1, -1, *x.shape[2:])
@@ -214,10 +209,10 @@ class CategoryGuidedFeatures(nn.Module):
         self.channels = channels
 
         def embed():
-            return nn.Sequential(_pointwise(cin, channels), nn.Dropout3d(0.2), _pointwise(channels, channels), nn.Dropout3d(0.1))
+            return nn.Sequential(pointwise_block(cin, channels), nn.Dropout3d(0.2), pointwise_block(channels, channels), nn.Dropout3d(0.1))
 
         self.local_embed, self.global_embed = embed(), embed()
-        self.fuse = nn.Sequential(_pointwise(2 * channels, channels), nn.Dropout3d(0.2))
+        self.fuse = nn.Sequential(pointwise_block(2 * channels, channels), nn.Dropout3d(0.2))
 
     def forward(self, x: torch.Tensor, coarse_mask: torch.Tensor, global_prototypes: torch.Tensor) -> torch.Tensor:
         b, spatial = x.shape[0], x.shape[2:]
@@ -265,7 +260,7 @@ class DSINet(nn.Module):
         self.middle = ResidualBlock(c2, c3, stride=2)  # S/8
         self.exit = ResidualBlock(c3, c4, dilation=2)  # S/8
         self.aspp = ASPP(c4, ca, rates)
-        self.shortcut = _pointwise(c2, cs)
+        self.shortcut = pointwise_block(c2, cs)
         self.dropout = nn.Dropout(0.5)
         self.coarse_head = _seg_head(ca + cs, ch, prior)
         self.fine_head = _seg_head(ca + cp + cs, ch, prior)

@@ -57,7 +57,6 @@ def case_metrics(group: pd.DataFrame) -> dict[str, float]:
 
 def fold_metrics(per_case: pd.DataFrame) -> pd.DataFrame:
     """One row per (study, arm, method, fold, seed, σ) with every metric the rows allow."""
-    per_case = with_derived_columns(per_case)
     keys = [k for k in UNIT_KEYS if k in per_case]
     rows = [{**dict(zip(keys, key)), **case_metrics(group)} for key, group in per_case.groupby(keys, sort=True)]
     return pd.DataFrame(rows)
@@ -65,7 +64,6 @@ def fold_metrics(per_case: pd.DataFrame) -> pd.DataFrame:
 
 def pooled_metrics(per_case: pd.DataFrame) -> pd.DataFrame:
     """One row per (arm, σ, seed) over all out-of-fold predictions."""
-    per_case = with_derived_columns(per_case)
     keys = [k for k in ("study", "arm", "method", "seed", "sigma") if k in per_case]
     rows = [{**dict(zip(keys, key)), **case_metrics(group)} for key, group in per_case.groupby(keys, sort=True)]
     return pd.DataFrame(rows)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["conv_block", "double_conv", "separable_block", "ResidualBlock"]
+__all__ = ["conv_block", "pointwise_block", "double_conv", "separable_block", "ResidualBlock"]
 
 
 def conv_block(cin: int, cout: int, *, stride: int = 1, kernel: int = 3, dilation: int = 1) -> nn.Sequential:
@@ -19,6 +19,11 @@ def conv_block(cin: int, cout: int, *, stride: int = 1, kernel: int = 3, dilatio
         nn.InstanceNorm3d(cout, affine=True),
         nn.LeakyReLU(0.01, inplace=True),
     )
+
+
+def pointwise_block(cin: int, cout: int) -> nn.Sequential:
+    """A 1×1×1 conv block (the official codes' 1×1 conv → BN → ReLU, here → InstanceNorm → LeakyReLU)."""
+    return conv_block(cin, cout, kernel=1)
 
 
 def double_conv(cin: int, cout: int) -> nn.Sequential:

@@ -73,7 +73,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.blocks import conv_block, separable_block
+from bench.blocks import conv_block, pointwise_block, separable_block
 from bench.errors import ConfigError
 from bench.evidential import dirichlet_alpha, evidential_loss, subjective_opinion
 from bench.losses import MethodLoss
@@ -91,11 +91,6 @@ RES2NET_SCALE = 4
 RES2NET_BLOCKS = 2
 SHUFFLE_GROUPS = 4
 WEIGHTS = {"mutual": 0.1, "cls": 0.5, "seg": 0.4}  # Eq. 10
-
-
-def _pointwise(cin: int, cout: int) -> nn.Sequential:
-    """The official ``BasicConv2d(kernel_size=1)``: 1×1×1 conv → norm → activation."""
-    return conv_block(cin, cout, kernel=1)
 
 
 def channel_shuffle(x: torch.Tensor, groups: int = SHUFFLE_GROUPS) -> torch.Tensor:
@@ -140,10 +135,10 @@ class FeatureMixer(nn.Module):
 
     def __init__(self, cls_channels, seg_channels, mixed) -> None:
         super().__init__()
-        self.cls_convs = nn.ModuleList([_pointwise(c, m) for c, m in zip(cls_channels, mixed)])
-        self.seg_convs = nn.ModuleList([_pointwise(c, m) for c, m in zip(seg_channels, mixed)])
+        self.cls_convs = nn.ModuleList([pointwise_block(c, m) for c, m in zip(cls_channels, mixed)])
+        self.seg_convs = nn.ModuleList([pointwise_block(c, m) for c, m in zip(seg_channels, mixed)])
         self.attention = nn.ModuleList([PolarizedSelfAttention(2 * m) for m in mixed])
-        self.out_convs = nn.ModuleList([_pointwise(2 * m, c) for m, c in zip(mixed[:-1], seg_channels[:-1])])
+        self.out_convs = nn.ModuleList([pointwise_block(2 * m, c) for m, c in zip(mixed[:-1], seg_channels[:-1])])
 
     def forward(self, cls_feats: list[torch.Tensor], seg_feats: list[torch.Tensor]) -> list[torch.Tensor]:
         mixed = []
@@ -166,7 +161,7 @@ class Res2NetBlock(nn.Module):
         super().__init__()
         mid = max(scale, cout // 4 // scale * scale)
         self.scale, self.split, self.first = scale, mid // scale, stride != 1 or cin != cout
-        self.reduce = _pointwise(cin, mid)
+        self.reduce = pointwise_block(cin, mid)
         self.convs = nn.ModuleList([conv_block(self.split, self.split, stride=stride) for _ in range(scale - 1)])
         self.pool = nn.AvgPool3d(3, stride=stride, padding=1) if self.first else nn.Identity()
         self.expand = nn.Sequential(nn.Conv3d(mid, cout, 1, bias=False), nn.InstanceNorm3d(cout, affine=True))
@@ -216,8 +211,8 @@ class _ReliableFusion(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.embed = nn.Sequential(_pointwise(2, channels), nn.Dropout3d(0.1))
-        self.fuse = _pointwise(2 * channels, channels)
+        self.embed = nn.Sequential(pointwise_block(2, channels), nn.Dropout3d(0.1))
+        self.fuse = pointwise_block(2 * channels, channels)
 
     def forward(self, feature, seg, mask, uncertainty):
         return self.fuse(torch.cat([feature, self.embed(reliable_mask(seg, mask, uncertainty))], 1))
@@ -237,7 +232,7 @@ class UncertaintyNavigator(nn.Module):
         super().__init__()
         c1, c2, c3, c4 = seg_channels
         self.enabled = enabled
-        self.bottom = _pointwise(c4 + bottom_mixed, c4)
+        self.bottom = pointwise_block(c4 + bottom_mixed, c4)
         self.up3, self.up2, self.up1 = _Up(c4, c3, c3), _Up(c3, c2, c2), _Up(c2, c1, c1)
         self.heads = nn.ModuleList([nn.Conv3d(c, 2, 1) for c in (c1, c2, c3, c4)])
         with torch.no_grad():
@@ -303,14 +298,14 @@ class UML(nn.Module):
                  un: bool = True, ui: bool = True, first_stride: int = 2, prior: float = 0.01) -> None:
         super().__init__()
         if un and not mutual_decoder:
-            raise ValueError("UML: the Uncertainty Navigator (un) needs the mutual decoder (mutual_decoder) — it "
-                             "reads the mutual mask M and the pixel-wise uncertainty U^s")
+            raise ValueError("un: true needs mutual_decoder: true — the Uncertainty Navigator reads the mutual "
+                             "decoder's mask M and pixel-wise uncertainty U^s; set un: false for an arm without it")
         seg_ch = scaled_channels(SEG_CHANNELS, width)
         cls_ch = scaled_channels(CLS_CHANNELS, width)
         mixed = (*seg_ch[:3], seg_ch[3] // 2)
         mixed = tuple(max(2, m // 2 * 2) for m in mixed)  # even: the shuffle's 4 groups over 2m channels
         if first_stride not in (1, 2):
-            raise ValueError(f"UML: first_stride must be 1 or 2, got {first_stride}")
+            raise ValueError(f"first_stride must be 1 or 2, got {first_stride!r}")
         self.first_stride = first_stride
         first = "conv" if first_stride == 2 else "none"
         self.seg_encoder = nn.ModuleList([_vgg_stage(in_channels if i == 0 else seg_ch[i - 1], c, n,
@@ -329,7 +324,7 @@ class UML(nn.Module):
             self.mutual_ups = nn.ModuleList([_Up(mixed_out[3], mixed_out[2], mixed_out[2]),
                                              _Up(mixed_out[2], mixed_out[1], mixed_out[1]),
                                              _Up(mixed_out[1], mixed_out[0], mixed_out[0])])
-            self.mutual_head = nn.Sequential(_pointwise(mixed_out[0], mixed_out[0]), nn.Conv3d(mixed_out[0], 2, 1))
+            self.mutual_head = nn.Sequential(pointwise_block(mixed_out[0], mixed_out[0]), nn.Conv3d(mixed_out[0], 2, 1))
         else:
             self.mutual_ups, self.mutual_head = None, None
         self.navigator = UncertaintyNavigator(seg_ch, bottom_mixed, enabled=un, prior=prior)
@@ -425,9 +420,7 @@ def uml(in_channels: int, num_classes: int, spatial_size: int, width: float, *, 
         un: bool = True, ui: bool = True, first_stride: int = 2) -> UML:
     """UML (Ren 2023): two encoders, feature mixer, evidential mutual decoder, Uncertainty Navigator and Instructor."""
     flags = {"mutual_decoder": _flag("mutual_decoder", mutual_decoder), "un": _flag("un", un), "ui": _flag("ui", ui)}
-    if flags["un"] and not flags["mutual_decoder"]:
-        raise ConfigError("method 'uml': model_args un: true needs mutual_decoder: true (UN reads the mutual mask and "
-                          "its uncertainty); set un: false for an arm without the mutual decoder")
-    if first_stride not in (1, 2):
-        raise ConfigError(f"method 'uml': model_args.first_stride must be 1 or 2, got {first_stride!r}")
-    return UML(in_channels, num_classes, width, first_stride=first_stride, **flags)
+    try:
+        return UML(in_channels, num_classes, width, first_stride=first_stride, **flags)
+    except ValueError as exc:  # the class checks its switches; the study file names them as model_args
+        raise ConfigError(f"method 'uml': model_args: {exc}") from None

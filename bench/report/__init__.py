@@ -41,13 +41,15 @@ def _provenance(per_case: pd.DataFrame, specs: list[dict]) -> dict:
                    f"width {prof['width']}, lr {prof['lr']})",
         "seeds": ", ".join(str(s) for s in sorted({s["seed"] for s in specs})),
         "folds": str(len({s["fold"] for s in specs})),
-        "noise σ": ", ".join(f"{s:g}" for s in first["noise"]) + f" ({_NOISE_UNITS[first.get('noise_units', 'zscore')]})",
+        "noise σ": ", ".join(f"{s:g}" for s in first["noise"]) + f" ({_NOISE_UNITS[first.get('noise_units', 'zscore')][0]})",
         "hardware": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
     }
 
 
-_NOISE_UNITS = {"range": "fraction of each normalised volume's intensity range, i.e. σ on the [0, 1]-scaled image",
-                "zscore": "units of the brain's intensity standard deviation"}
+# what σ means, per study noise_units: (report text, figure axis)
+_NOISE_UNITS = {"range": ("fraction of each normalised volume's intensity range, i.e. σ on the [0, 1]-scaled image",
+                          "of the [0, 1]-scaled image"),
+                "zscore": ("units of the brain's intensity standard deviation", "units of the z-scored input")}
 
 
 def _fmt_effect(metric: str, row) -> str:
@@ -146,9 +148,7 @@ def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
             cd_figures.append((summary, plot_cd(summary, labels, out, study.alpha, study.correction)))
             files += cd_figures[-1][1]
     units = specs[0].get("noise_units", "zscore")
-    noise_files = plot_noise(folds, arms, label_list, study.metrics, out,
-                             xlabel="noise σ (" + ("of the [0, 1]-scaled image" if units == "range" else
-                                                   "units of the z-scored input") + ")")
+    noise_files = plot_noise(folds, arms, label_list, study.metrics, out, xlabel=f"noise σ ({_NOISE_UNITS[units][1]})")
     files += noise_files
     noise_md, noise_tex, noise_frame = noise_tables(per_case, folds, pooled, arms, labels, study.metrics,
                                                     study.reference, study.correction, study.alpha)
@@ -201,7 +201,7 @@ def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
     if noise_md or noise_files:
         lines += ["## Robustness to Gaussian noise", "",
                   f"Every trained fold model evaluated again on its own test cases with N(0, σ²) noise added to the "
-                  f"network input (σ in {_NOISE_UNITS[units]}); no retraining; the noise of a (case, σ) pair is drawn from a seed "
+                  f"network input (σ in {_NOISE_UNITS[units][0]}); no retraining; the noise of a (case, σ) pair is drawn from a seed "
                   "of both, so every arm sees identical noisy inputs. Mean ± std over folds at each σ; best in "
                   "**bold**, second <u>underlined</u>; † = significantly different from the reference at that σ "
                   f"(same tests and {correction} correction as the clean table).", "", noise_md]

@@ -111,20 +111,8 @@ def plot_maps(per_case: pd.DataFrame, study_root: Path, arms: Sequence[str], lab
         return []
     volumes = {case_id: load_volume(cache, case_id) for case_id in chosen}
     # the σ = 0 prediction and localisation map of each chosen case, from the unit that tested it
-    preds: dict[str, dict[str, np.ndarray]] = {arm: {} for arm in arms}
-    cams: dict[str, dict[str, np.ndarray]] = {arm: {} for arm in arms}
-    for arm in arms:
-        for unit in sorted(units[arm]):
-            with np.load(unit / "predictions.npz") as z:
-                shape = z["shape"]
-                for case_id in chosen:
-                    if case_id in z.files and case_id not in preds[arm]:
-                        preds[arm][case_id] = unpack_prediction(z[case_id], shape)
-            if (unit / "cams.npz").exists():
-                with np.load(unit / "cams.npz") as z:
-                    for case_id in chosen:
-                        if case_id in z.files and case_id not in cams[arm]:
-                            cams[arm][case_id] = z[case_id].astype(float) / 255.0
+    preds = {arm: _first_found(units[arm], "predictions.npz", chosen, _read_mask) for arm in arms}
+    cams = {arm: _first_found(units[arm], "cams.npz", chosen, _read_uint8) for arm in arms}
     files: list[Path] = plot_uncertainty(per_case, units, spec, arms, labels, out, chosen, volumes)
     seg_arms = [a for a in arms if len(preds[a]) == len(chosen)]
     if seg_arms:
@@ -181,22 +169,25 @@ def _draw(volumes, chosen, per_case, arms, labels, out, preds, cams, stem: str, 
     return save_figure(fig, out, stem)
 
 
-def _unit_maps(units: list[Path], keys: list[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Binarised predictions and pixel-wise uncertainty (in [0, 1]) of ``keys``, from the units that hold them."""
-    preds: dict[str, np.ndarray] = {}
-    uncertainty: dict[str, np.ndarray] = {}
+def _read_mask(z, key: str) -> np.ndarray:
+    return unpack_prediction(z[key], z["shape"])
+
+
+def _read_uint8(z, key: str) -> np.ndarray:
+    return z[key].astype(float) / 255.0
+
+
+def _first_found(units: list[Path], filename: str, keys: Sequence[str], read) -> dict[str, np.ndarray]:
+    """``key → read(npz, key)`` from the first unit (in path order) whose ``filename`` holds the key."""
+    found: dict[str, np.ndarray] = {}
     for unit in sorted(units):
-        if not (unit / "uncertainty.npz").exists():
+        if not (unit / filename).exists():
             continue
-        with np.load(unit / "uncertainty.npz") as z:
+        with np.load(unit / filename) as z:
             for key in keys:
-                if key in z.files and key not in uncertainty:
-                    uncertainty[key] = z[key].astype(float) / 255.0
-        with np.load(unit / "predictions.npz") as z:
-            for key in keys:
-                if key in z.files and key not in preds:
-                    preds[key] = unpack_prediction(z[key], z["shape"])
-    return preds, uncertainty
+                if key in z.files and key not in found:
+                    found[key] = read(z, key)
+    return found
 
 
 def plot_uncertainty(per_case: pd.DataFrame, units: dict[str, list[Path]], spec: dict, arms: Sequence[str],
@@ -207,7 +198,8 @@ def plot_uncertainty(per_case: pd.DataFrame, units: dict[str, list[Path]], spec:
 
     sigmas = sorted({0.0, float(per_case["sigma"].max())})
     keys = [noisy_key(c, s) for c in chosen for s in sigmas]
-    maps = {arm: _unit_maps(units.get(arm, []), keys) for arm in arms}
+    maps = {arm: (_first_found(units.get(arm, []), "predictions.npz", keys, _read_mask),
+                  _first_found(units.get(arm, []), "uncertainty.npz", keys, _read_uint8)) for arm in arms}
     shown = [a for a in arms if len(maps[a][1]) == len(keys) and len(maps[a][0]) == len(keys)]
     if not shown:
         return []
