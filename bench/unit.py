@@ -19,7 +19,7 @@ import numpy as np
 from bench.spec import UnitSpec, code_version
 from bench.store import DONE, FAILED, SPEC, write_json_atomic
 
-__all__ = ["run_unit", "Event"]
+__all__ = ["run_unit", "Event", "training_setup"]
 
 Event = Callable[[dict[str, Any]], None]
 
@@ -38,24 +38,47 @@ def _device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def training_setup(method_name: str, model_args, weights, profile, training, train_cases, cache: Path, seed: int, device):
+    """Seed everything with ``seed``, then build the network, its loss and the shuffled training loader.
+
+    Shared by a unit and by a tuning trial (:mod:`bench.tuning`), so both train exactly alike.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    from bench.data.dataset import VolumeDataset, load_volumes
+    from bench.loop import place_model
+    from bench.registry import METHODS, load_plugins
+
+    load_plugins()
+    method = METHODS.get(method_name)
+    _seed_everything(seed)
+    train_set = VolumeDataset(train_cases, load_volumes(cache, train_cases), augment=training.augment,
+                              flip_prob=training.flip_prob, rotate_prob=training.rotate_prob,
+                              rotate_degrees=training.rotate_degrees, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(train_set, batch_size=profile["batch"], shuffle=True, drop_last=len(train_set) > profile["batch"],
+                        num_workers=profile["workers"], generator=generator, pin_memory=device.type == "cuda",
+                        persistent_workers=profile["workers"] > 0)
+    model = place_model(method.build(in_channels=1, num_classes=2, spatial_size=profile["size"], width=profile["width"],
+                                     **model_args), device)
+    return model, method.make_loss(weights).to(device), loader
+
+
 def _train_and_evaluate(spec: UnitSpec, directory: Path, emit: Event) -> dict[str, Any]:
     import pandas as pd
     import torch
     from monai.data import set_track_meta
-    from torch.utils.data import DataLoader
 
-    from bench.data.dataset import VolumeDataset, load_volumes
+    from bench.data.dataset import load_volumes
     from bench.data.manifest import read_manifest
     from bench.evaluate import evaluate
-    from bench.registry import METHODS, load_plugins
-    from bench.loop import place_model, train
+    from bench.loop import train
     from bench.splits import read_splits
     from bench.study import Training
     from bench.tasks import get_task
 
     set_track_meta(False)
-    load_plugins()
-    method = METHODS.get(spec.method)
     task = get_task(spec.kind)
     profile, training = spec.profile, Training(**spec.training)
     cases = read_manifest(Path(spec.manifest))
@@ -64,19 +87,9 @@ def _train_and_evaluate(spec: UnitSpec, directory: Path, emit: Event) -> dict[st
         raise RuntimeError(f"{spec.splits_path}: split hash {splits.hash} differs from the planned {spec.split_hash}")
     train_cases, test_cases = splits.train_test(spec.fold, cases)
     cache = Path(spec.cache_dir)
-    unit_seed = spec.seed * 1000 + spec.fold
-    _seed_everything(unit_seed)
     device = _device()
-    train_set = VolumeDataset(train_cases, load_volumes(cache, train_cases), augment=training.augment,
-                              flip_prob=training.flip_prob, rotate_prob=training.rotate_prob,
-                              rotate_degrees=training.rotate_degrees, seed=unit_seed)
-    generator = torch.Generator().manual_seed(unit_seed)
-    loader = DataLoader(train_set, batch_size=profile["batch"], shuffle=True, drop_last=len(train_set) > profile["batch"],
-                        num_workers=profile["workers"], generator=generator, pin_memory=device.type == "cuda",
-                        persistent_workers=profile["workers"] > 0)
-    model = place_model(method.build(in_channels=1, num_classes=2, spatial_size=profile["size"], width=profile["width"],
-                                     **spec.model_args), device)
-    loss_fn = method.make_loss(spec.weights).to(device)
+    model, loss_fn, loader = training_setup(spec.method, spec.model_args, spec.weights, profile, training, train_cases,
+                                            cache, spec.seed * 1000 + spec.fold, device)
     n_params = sum(p.numel() for p in model.parameters())
     history_rows: list[dict[str, Any]] = []
 
