@@ -2,8 +2,10 @@
 
 A study is one YAML file in ``studies/``; ``_base*.yaml`` files hold what studies share and are
 pulled in with ``include:`` (mappings merge deeply, the including file wins; ``arms`` never merge).
-Arms differ only by method, ``model_args`` and loss ``weights``. Every mistake is reported with the
-file, the key path, what was expected and the close matches.
+Arms differ only by method, ``model_args`` and loss ``weights``; ``weights: tuned`` makes an arm train,
+in each outer fold, with the best weights the study's ``tune:`` search found on that fold's training
+set (``bench tune``, :mod:`bench.tuning`). Every mistake is reported with the file, the key path, what
+was expected and the close matches.
 
 Example:
     >>> study = load_study("smoke")            # doctest: +SKIP
@@ -25,7 +27,8 @@ from bench.metrics import METRICS
 from bench.noise import NOISE_UNITS
 from bench.profiles import PROFILES, Profile, get_profile
 
-__all__ = ["Arm", "DatasetSpec", "Training", "Study", "load_study", "study_paths", "studies_dir", "read_yaml"]
+__all__ = ["Arm", "DatasetSpec", "Training", "TuneSpec", "Study", "load_study", "study_paths", "studies_dir", "read_yaml",
+           "PRUNERS", "TUNED"]
 
 STUDY_KEYS = {
     "include": "a base file to inherit from",
@@ -46,9 +49,25 @@ STUDY_KEYS = {
     "correction": "multiplicity correction: holm (default) or fdr_bh",
     "alpha": "significance level (default 0.05)",
     "arms": "the arms (name → method, model_args, weights, label)",
+    "tune": "the loss-weight search of `bench tune` (arm, weights, objective, trials, inner_folds, pruner, ...)",
 }
 ARM_KEYS = ("method", "label", "model_args", "weights")
 DATASET_KEYS = ("name", "options")
+TUNED = "tuned"  # `weights: tuned`: the arm trains with the best weights `bench tune` found for each outer fold
+PRUNERS = ("median", "halving", "none")
+TUNE_KEYS = {
+    "arm": "the arm whose loss weights are searched (it says `weights: tuned`)",
+    "weights": "weight name → [low, high] (default: the method's registered search space)",
+    "log": "sample log-uniformly (default true) or uniformly",
+    "objective": "inner-validation metrics whose mean is optimised (default [dsc, auc])",
+    "trials": "finished (complete or pruned) trials per outer fold",
+    "inner_folds": "inner cross-validation folds of each outer training set (default 3)",
+    "pruner": "median | halving | none (default median)",
+    "sampler_seed": "seed of the TPE sampler (outer fold k uses seed + k)",
+    "startup_trials": "trials sampled at random before TPE models them and before the pruner prunes",
+    "warmup_epochs": "epochs of every inner fold the median pruner never prunes in (default 1)",
+    "enqueue_defaults": "make the method's fixed (paper) weights the first trial of every search (default true)",
+}
 
 
 @dataclass(frozen=True)
@@ -60,6 +79,29 @@ class Arm:
     label: str
     model_args: Mapping[str, Any] = field(default_factory=dict)
     weights: Mapping[str, float] = field(default_factory=dict)
+    tuned: bool = False  # ``weights: tuned``: per outer fold, the best weights of the study's search
+
+
+@dataclass(frozen=True)
+class TuneSpec:
+    """The loss-weight search of a study (``tune:``), run by ``bench tune`` (:mod:`bench.tuning`)."""
+
+    arm: str
+    weights: Mapping[str, tuple[float, float]]
+    objective: tuple[str, ...] = ("dsc", "auc")
+    trials: int = 20
+    inner_folds: int = 3
+    pruner: str = "median"
+    log: bool = True
+    sampler_seed: int = 0
+    startup_trials: int = 5
+    warmup_epochs: int = 1
+    enqueue_defaults: bool = True
+
+    @property
+    def direction(self) -> str:
+        """``maximize`` when the objective's metrics are higher-is-better, else ``minimize``."""
+        return "maximize" if METRICS[self.objective[0]].direction == "max" else "minimize"
 
 
 @dataclass(frozen=True)
@@ -108,6 +150,7 @@ class Study:
     correction: str = "holm"
     alpha: float = 0.05
     noise_units: str = "range"
+    tune: TuneSpec | None = None
 
     def arm(self, name: str) -> Arm:
         for arm in self.arms:
@@ -247,7 +290,11 @@ def _arms(r: _Reader, data: Any, methods) -> tuple[Arm, ...]:
                 f"{prefix}method",
                 f"unknown method '{method}'{did_you_mean(method, methods)}; available: {', '.join(methods.names())}",
             )
-        weights = r.mapping(f"{prefix}weights", spec.get("weights"))
+        tuned = spec.get("weights") == TUNED
+        if isinstance(spec.get("weights"), str) and not tuned:
+            raise r.fail(f"{prefix}weights", f"expected a mapping of loss weights or '{TUNED}', got {spec['weights']!r}"
+                         f"{did_you_mean(spec['weights'], (TUNED,))}")
+        weights = {} if tuned else r.mapping(f"{prefix}weights", spec.get("weights"))
         for key, value in weights.items():
             r.typed(f"{prefix}weights.{key}", value, float, minimum=0)
         if methods is not None and weights:
@@ -262,6 +309,7 @@ def _arms(r: _Reader, data: Any, methods) -> tuple[Arm, ...]:
                 label=str(spec.get("label", name)),
                 model_args=r.mapping(f"{prefix}model_args", spec.get("model_args")),
                 weights={k: float(v) for k, v in weights.items()},
+                tuned=tuned,
             )
         )
     return tuple(arms)
@@ -271,6 +319,76 @@ def _float_list(r: _Reader, key: str, value: Any, *, minimum: float) -> tuple[fl
     if not isinstance(value, list) or not value:
         raise r.fail(key, f"expected a non-empty list of numbers, got {value!r}")
     return tuple(float(r.typed(f"{key}[{i}]", v, float, minimum=minimum)) for i, v in enumerate(value))
+
+
+def _tune(r: _Reader, data: Any, arms: tuple[Arm, ...], methods) -> TuneSpec | None:
+    tuned = [a.name for a in arms if a.tuned]
+    if data is None:
+        if tuned:
+            raise r.fail(f"arms.{tuned[0]}.weights", "'tuned' needs a `tune:` section naming this arm (see `bench tune --help`)")
+        return None
+    data = r.mapping("tune", data)
+    r.check_keys(data, TUNE_KEYS, "tune.")
+    names = [a.name for a in arms]
+    arm_name = str(data.get("arm", tuned[0] if len(tuned) == 1 else ""))
+    if arm_name not in names:
+        raise r.fail("tune.arm", f"expected the name of the arm to tune{did_you_mean(arm_name, names)}; arms: {', '.join(names)}")
+    arm = next(a for a in arms if a.name == arm_name)
+    if not arm.tuned:
+        raise r.fail(f"arms.{arm_name}.weights", "the tuned arm must say `weights: tuned` (it trains with the search's best weights)")
+    if tuned != [arm_name]:
+        raise r.fail("tune.arm", f"one search per study: only arm '{arm_name}' can say `weights: tuned`, not {tuned}")
+    method = methods.get(arm.method) if methods is not None else None
+    space = data.get("weights")
+    if space is None:
+        if method is None:
+            space = {}
+        elif not method.search_space:
+            raise r.fail("tune.weights", f"method '{arm.method}' registers no search space; name the weights and their ranges")
+        else:
+            space = {k: list(v) for k, v in method.search_space.items()}
+    space = r.mapping("tune.weights", space)
+    if not space and method is not None:
+        raise r.fail("tune.weights", "expected at least one weight to search")
+    log = r.typed("tune.log", data.get("log", True), bool)
+    weights: dict[str, tuple[float, float]] = {}
+    for key, bounds in space.items():
+        if method is not None and key not in method.weights:
+            raise r.fail(f"tune.weights.{key}", f"method '{arm.method}' has no loss weight '{key}'"
+                         f"{did_you_mean(str(key), method.weights)}; its weights are {sorted(method.weights)}")
+        if not isinstance(bounds, list) or len(bounds) != 2:
+            raise r.fail(f"tune.weights.{key}", f"expected [low, high], got {bounds!r}")
+        low, high = (r.typed(f"tune.weights.{key}[{i}]", v, float, minimum=0.0) for i, v in enumerate(bounds))
+        if not low < high or (log and low <= 0):
+            raise r.fail(f"tune.weights.{key}", f"expected 0 {'<' if log else '<='} low < high, got [{low}, {high}]")
+        weights[str(key)] = (float(low), float(high))
+    objective = data.get("objective", ["dsc", "auc"])
+    if isinstance(objective, str):
+        objective = [objective]
+    if not isinstance(objective, list) or not objective:
+        raise r.fail("tune.objective", f"expected a non-empty list of metrics, got {objective!r}")
+    for i, m in enumerate(objective):
+        if m not in METRICS:
+            raise r.fail(f"tune.objective[{i}]", f"unknown metric '{m}'{did_you_mean(str(m), METRICS)}; expected one of {', '.join(METRICS)}")
+    if len({METRICS[m].direction for m in objective}) > 1:
+        raise r.fail("tune.objective", f"the metrics {objective} mix higher- and lower-is-better; their mean means nothing")
+    if method is not None:
+        kind = method.task_kind(arm.model_args)
+        wrong = [m for m in objective if kind != "joint" and METRICS[m].task != kind]
+        if wrong:
+            raise r.fail("tune.objective", f"arm '{arm_name}' ({arm.method}) is a {kind} method; it has no {', '.join(wrong)}")
+    pruner = str(data.get("pruner", "median"))
+    if pruner not in PRUNERS:
+        raise r.fail("tune.pruner", f"expected one of {', '.join(PRUNERS)}, got '{pruner}'{did_you_mean(pruner, PRUNERS)}")
+    return TuneSpec(
+        arm=arm_name, weights=weights, log=log, objective=tuple(str(m) for m in objective), pruner=pruner,
+        trials=r.typed("tune.trials", data.get("trials", 20), int, minimum=1),
+        inner_folds=r.typed("tune.inner_folds", data.get("inner_folds", 3), int, minimum=2),
+        sampler_seed=r.typed("tune.sampler_seed", data.get("sampler_seed", 0), int, minimum=0),
+        startup_trials=r.typed("tune.startup_trials", data.get("startup_trials", 5), int, minimum=0),
+        warmup_epochs=r.typed("tune.warmup_epochs", data.get("warmup_epochs", 1), int, minimum=0),
+        enqueue_defaults=r.typed("tune.enqueue_defaults", data.get("enqueue_defaults", True), bool),
+    )
 
 
 def parse_study(path: Path, data: dict[str, Any], methods=None) -> Study:
@@ -335,6 +453,7 @@ def parse_study(path: Path, data: dict[str, Any], methods=None) -> Study:
         arms=arms,
         correction=correction,
         alpha=alpha,
+        tune=_tune(r, data.get("tune"), arms, methods),
     )
     study.resolve_profile()  # validates overrides now, not at run time
     return study
