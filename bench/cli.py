@@ -38,6 +38,7 @@ def cli(verbose: bool) -> None:
       bench check smoke --profile smoke
       bench run --study smoke --profile smoke
       bench run --study smoke --profile cpu --jobs 2
+      bench tune --study tune_joint_beta --profile cpu --jobs 2
       bench report smoke
       bench ui
     """
@@ -87,11 +88,12 @@ def ls_studies() -> None:
     from bench.study import load_study, study_paths
 
     table = Table(title="studies")
-    for col in ("study", "title", "reproduces", "arms"):
+    for col in ("study", "title", "reproduces", "arms", "tunes"):
         table.add_column(col)
     for name in study_paths():
         study = load_study(name, check_methods=False)
-        table.add_row(name, study.title, study.reproduces, str(len(study.arms)))
+        tunes = f"{study.tune.arm}: {', '.join(study.tune.weights)}" if study.tune else ""
+        table.add_row(name, study.title, study.reproduces, str(len(study.arms)), tunes)
     Console().print(table)
 
 
@@ -297,6 +299,55 @@ def run(study: str, profile: str | None, jobs: int, threads: int | None, arms: s
     for key, error, directory in summary.failed:
         console.print(f"[red]failed[/red] {key}: {error} (traceback in {directory / 'FAILED.json'})")
     if summary.failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--study", "-s", required=True, help="Study with a `tune:` section (name or YAML path).")
+@PROFILE_OPTION
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Local worker processes sharing the storage (one trial each at a time).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch threads per worker (default: cores / jobs).")
+@click.option("--storage", "storage_url", default=None,
+              help="Optuna RDB storage URL shared by workers on several machines (default: sqlite under --runs-dir).")
+@click.option("--trials", type=click.IntRange(min=1), default=None,
+              help="Finished trials per outer fold (default: the study's tune.trials); raising it continues the search.")
+@click.option("--grace-period", "grace", type=click.IntRange(min=2), default=60, show_default=True,
+              help="Seconds without a heartbeat after which a running trial counts as dead, is failed and re-queued.")
+@RUNS_OPTION
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite under --runs-dir).")
+@click.option("--no-mlflow", is_flag=True, help="Do not mirror trials into MLflow.")
+def tune(study: str, profile: str | None, jobs: int, threads: int | None, storage_url: str | None, trials: int | None,
+         grace: int, runs_dir: Path, tracking_uri: str | None, no_mlflow: bool) -> None:
+    """Search the loss weights of a study's tuned arm, nested in its outer folds (Optuna).
+
+    \b
+    For each outer fold, trials train on inner folds of that fold's training set only and are pruned on
+    the inner validation objective. Best weights per outer fold go to runs/<study>/tune/best.json, which
+    `bench run` uses for the arm that says `weights: tuned`. Interrupt and rerun to resume; several
+    workers (--jobs, or one `bench tune --storage URL` per machine) share one search.
+    Examples: bench tune --study tune_joint_beta --profile cpu --jobs 2
+              bench tune --study tune_joint_beta --storage postgresql://user@db/optuna
+    """
+    from bench.study import load_study
+    from bench.tuning import run_search
+
+    console = _console()
+    loaded = load_study(study)
+    summary = run_search(loaded, profile_name=profile, runs_root=runs_dir, jobs=jobs, threads=threads,
+                         storage_url=storage_url, tracking_uri=tracking_uri, use_mlflow=not no_mlflow, trials=trials,
+                         grace=grace, console=console)
+    record = summary.record
+    console.print(f"{summary.ran} trial(s) run in {summary.seconds:.1f} s; results in {summary.directory}")
+    searched = list(summary.search.space)
+    for fold, entry in record["folds"].items():
+        weights = ", ".join(f"{k}={entry['weights'][k]:.3g}" for k in searched) if "weights" in entry else "—"
+        value = f"{entry['value']:.4f}" if "value" in entry else "—"
+        default = f"{entry['defaults_value']:.4f}" if entry.get("defaults_value") is not None else "—"
+        console.print(f"fold {fold}: {entry['finished']}/{record['trials']} finished ({entry['pruned']} pruned, "
+                      f"{entry['failed']} failed); best {weights}: objective {value} (paper's weights: {default})")
+    if not all(entry["done"] for entry in record["folds"].values()):
+        console.print("[yellow]the search is unfinished; rerun the same command to continue[/yellow]")
         sys.exit(1)
 
 

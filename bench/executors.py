@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.runner import PlannedUnit
 
-__all__ = ["execute", "default_threads"]
+__all__ = ["execute", "default_threads", "terminate_pool"]
 
 OnEvent = Callable[[PlannedUnit, dict[str, Any]], None]
 OnResult = Callable[[PlannedUnit, dict[str, Any]], None]
@@ -72,11 +72,16 @@ def _pool(units: list[PlannedUnit], jobs: int, threads: int, on_event: OnEvent, 
                     on_result(unit, result)
             _drain(events, units, on_event)
         except BaseException:
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.terminate()
-            pool.shutdown(wait=False, cancel_futures=True)
+            terminate_pool(pool)
             raise
         pool.shutdown(wait=True)
+
+
+def terminate_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool's workers now (Ctrl-C, or an error in the parent) without waiting for their work."""
+    for process in list(getattr(pool, "_processes", {}).values()):
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _drain(events, units: list[PlannedUnit], on_event: OnEvent) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-__all__ = ["UnitProgress", "counter_bar"]
+__all__ = ["UnitProgress", "TrialProgress", "counter_bar"]
 
 
 def _columns():
@@ -47,6 +47,34 @@ class UnitProgress:
         self.progress.advance(self.overall)
         if failed:
             self.progress.update(self.overall, info="[red]some units failed[/red]")
+
+
+class TrialProgress:
+    """``bench tune``: one bar of finished trials over every outer fold, one for the running trial's epochs."""
+
+    def __init__(self, console: Console, total: int, done: int, title: str) -> None:
+        self.progress = Progress(*_columns(), console=console, transient=False)
+        self.overall = self.progress.add_task(title, total=total, completed=done, info="")
+        self.current: int | None = None
+
+    def __enter__(self) -> TrialProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def update(self, finished: int, info: str) -> None:
+        self.progress.update(self.overall, completed=finished, info=info)
+
+    def epoch(self, event: dict[str, Any]) -> None:
+        """An epoch of the running trial (inline workers only): fold, trial, inner fold, epoch, values."""
+        total = event["epochs"]
+        description = f"  fold {event['fold']} trial {event['trial']} inner fold {event['inner_fold'] + 1}"
+        if self.current is None:
+            self.current = self.progress.add_task(description, total=total, info="")
+        self.progress.update(self.current, description=description, completed=event["epoch"], total=total,
+                             info=f"objective {event['value']:.3f} (estimate {event['estimate']:.3f})")
 
 
 def counter_bar(console: Console, description: str):

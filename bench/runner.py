@@ -51,8 +51,18 @@ class Plan:
 
 def plan_units(study: Study, profile: Profile, data: PreparedData, splits: Splits, runs_root: Path,
                arms: Sequence[str] | None = None) -> list[PlannedUnit]:
-    """Every (arm, fold, seed) of the study as a resolved spec with its on-disk status."""
+    """Every (arm, fold, seed) of the study as a resolved spec with its on-disk status.
+
+    An arm with ``weights: tuned`` takes, in outer fold k, the best weights of fold k's search
+    (``runs/<study>/tune/best.json``); a missing or unfinished search is an error saying what to run.
+    """
     selected = [study.arm(a) for a in arms] if arms else list(study.arms)
+    tuned, extra = {}, {}
+    if any(arm.tuned for arm in selected):  # `weights: tuned`: each outer fold's best weights from `bench tune`
+        from bench.tuning import make_search, tuned_weights
+
+        search = make_search(study, profile, data, splits, runs_root)
+        tuned, extra = tuned_weights(runs_root, search), {"tuned_by_search": search.hash}
     units = []
     for arm in selected:
         method = METHODS.get(arm.method)
@@ -61,7 +71,8 @@ def plan_units(study: Study, profile: Profile, data: PreparedData, splits: Split
             for fold in range(study.folds):
                 spec = UnitSpec(
                     study=study.name, arm=arm.name, label=arm.label, method=arm.method, kind=method.task_kind(arm.model_args),
-                    model_args=dict(arm.model_args), weights=weights, fold=fold, seed=seed,
+                    model_args=dict(arm.model_args), weights=weights | tuned[fold] if arm.tuned else weights,
+                    extra=extra if arm.tuned else {}, fold=fold, seed=seed,
                     profile=profile.as_dict(), training=asdict(study.training), noise=study.noise,
                     noise_units=study.noise_units,
                     data_fingerprint=data.fingerprint, split_hash=splits.hash, manifest=str(data.manifest),

@@ -20,7 +20,7 @@ import pandas as pd
 
 from bench.store import DONE, SPEC, read_json
 
-__all__ = ["default_tracking_uri", "Tracker", "flatten"]
+__all__ = ["default_tracking_uri", "Tracker", "SearchTracker", "flatten"]
 
 log = logging.getLogger(__name__)
 HASH_TAG = "bench.spec_hash"
@@ -49,6 +49,25 @@ def _metric_name(metric: str, sigma: float) -> str:
     return f"test/{metric}" if sigma == 0 else f"test_sigma_{sigma:g}/{metric}"
 
 
+def _experiment(client, tracking_uri: str, study: str, runs_root: Path) -> str:
+    """The id of the study's experiment, created on first use (artefacts under the runs root for sqlite)."""
+    experiment = client.get_experiment_by_name(study)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifacts = None
+    if tracking_uri.startswith("sqlite:"):
+        artifacts = (Path(runs_root).resolve() / "mlartifacts" / study).as_uri()
+    return client.create_experiment(study, artifact_location=artifacts)
+
+
+def _log_params(client, run_id: str, params: Mapping[str, str]) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(k[:250], v) for k, v in params.items()]
+    for i in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[i : i + 100])
+
+
 class Tracker:
     """Logs finished unit directories of one study under a parent run for this invocation."""
 
@@ -61,24 +80,13 @@ class Tracker:
         mlflow.set_tracking_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri)
         self.uri = tracking_uri
-        experiment = self.client.get_experiment_by_name(study)
-        if experiment is None:
-            artifacts = None
-            if tracking_uri.startswith("sqlite:"):
-                artifacts = (Path(runs_root).resolve() / "mlartifacts" / study).as_uri()
-            self.experiment_id = self.client.create_experiment(study, artifact_location=artifacts)
-        else:
-            self.experiment_id = experiment.experiment_id
+        self.experiment_id = _experiment(self.client, tracking_uri, study, runs_root)
         run = self.client.create_run(self.experiment_id, run_name=parent_name, tags={"bench.kind": "invocation"})
         self.parent_id = run.info.run_id
         self._log_params(self.parent_id, flatten(parent_params))
 
     def _log_params(self, run_id: str, params: Mapping[str, str]) -> None:
-        from mlflow.entities import Param
-
-        items = [Param(k[:250], v) for k, v in params.items()]
-        for i in range(0, len(items), 100):
-            self.client.log_batch(run_id, params=items[i : i + 100])
+        _log_params(self.client, run_id, params)
 
     def already_logged(self, spec_hash: str) -> bool:
         runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{HASH_TAG}` = '{spec_hash}'",
@@ -138,6 +146,102 @@ class Tracker:
 
     def log_units(self, directories: Iterable[Path]) -> int:
         return sum(1 for d in directories if self.log_unit(d) is not None)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.parent_id, status)
+
+
+SEARCH_TAG, TRIAL_TAG, BEST_TAG = "bench.search_hash", "bench.trial_key", "bench.best"
+_TRIAL_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
+
+
+class SearchTracker:
+    """MLflow mirror of a loss-weight search (``bench tune``): one parent run per search, one child per trial.
+
+    The parent run is found again by the search's hash, so a resumed search keeps one parent. A trial
+    is logged once it is finished (complete, pruned or failed), by the process that sees it first,
+    keyed by ``bench.trial_key`` = ``fold_<k>#<number>`` (idempotent, like :class:`Tracker`). Child runs
+    hold the weights as params, the objective, its per-step running estimate (``inner/objective``)
+    and each inner fold's metrics; the best trial of every outer fold is tagged ``bench.best = true``.
+    Written from the parent process only, from the Optuna storage, never from a worker.
+    """
+
+    def __init__(self, tracking_uri: str, study: str, runs_root: Path, *, search_hash: str, params: Mapping[str, Any]) -> None:
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        for noisy in ("alembic", "mlflow"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        mlflow.set_tracking_uri(tracking_uri)
+        self.client = MlflowClient(tracking_uri)
+        self.experiment_id = _experiment(self.client, tracking_uri, study, runs_root)
+        found = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{SEARCH_TAG}` = '{search_hash}' "
+                                        "and tags.`bench.kind` = 'search'", max_results=1)
+        if found:
+            self.parent_id = found[0].info.run_id
+            self.client.update_run(self.parent_id, status="RUNNING")
+        else:
+            run = self.client.create_run(self.experiment_id, run_name=f"{study} search {search_hash}",
+                                         tags={"bench.kind": "search", SEARCH_TAG: search_hash})
+            self.parent_id = run.info.run_id
+            _log_params(self.client, self.parent_id, flatten(params))
+        self.runs = {r.data.tags[TRIAL_TAG]: r.info.run_id for r in self.children()}
+
+    def children(self) -> list:
+        return self.client.search_runs([self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
+                                       max_results=50000)
+
+    def log_trial(self, fold: int, trial, weights: Mapping[str, float]) -> str | None:
+        """Mirror one finished Optuna trial; returns the run id, or None if it is logged already or unfinished."""
+        from mlflow.entities import Metric
+
+        key = f"fold_{fold}#{trial.number}"
+        if key in self.runs or trial.state.name not in _TRIAL_STATUS:
+            return None
+        run = self.client.create_run(self.experiment_id, run_name=f"fold_{fold}/trial_{trial.number}", tags={
+            "mlflow.parentRunId": self.parent_id, "bench.kind": "trial", TRIAL_TAG: key, "bench.fold": str(fold),
+            "bench.trial": str(trial.number), "bench.state": trial.state.name, BEST_TAG: "false",
+            "bench.defaults": str(bool(trial.user_attrs.get("bench.defaults"))).lower(),
+            **({"bench.error": str(trial.user_attrs["bench.error"])[:5000]} if "bench.error" in trial.user_attrs else {})})
+        run_id = run.info.run_id
+        _log_params(self.client, run_id, flatten({"fold": fold, "trial": trial.number, "weights": dict(weights)}))
+        now = int(time.time() * 1000)
+        metrics = [Metric("inner/objective", float(v), now, int(step)) for step, v in sorted(trial.intermediate_values.items())]
+        if trial.value is not None:
+            metrics.append(Metric("objective", float(trial.value), now, 0))
+        for row in trial.user_attrs.get("inner_metrics", []):
+            metrics += [Metric(f"inner_fold_{row['inner_fold']}/{k}", float(v), now, 0) for k, v in row.items() if k != "inner_fold"]
+        if "seconds" in trial.user_attrs:
+            metrics.append(Metric("trial/seconds", float(trial.user_attrs["seconds"]), now, 0))
+        for i in range(0, len(metrics), 1000):
+            self.client.log_batch(run_id, metrics=metrics[i : i + 1000])
+        self.client.set_terminated(run_id, _TRIAL_STATUS[trial.state.name])
+        self.runs[key] = run_id
+        return run_id
+
+    def tag_best(self, best: Mapping[int, int]) -> None:
+        """``bench.best = true`` on the best trial of each outer fold (``fold → trial number``), false elsewhere."""
+        wanted = {f"fold_{fold}#{number}" for fold, number in best.items()}
+        for run in self.children():
+            key = run.data.tags.get(TRIAL_TAG)
+            flag = "true" if key in wanted else "false"
+            if run.data.tags.get(BEST_TAG) != flag:
+                self.client.set_tag(run.info.run_id, BEST_TAG, flag)
+
+    def log_best(self, record: Mapping[str, Any]) -> None:
+        """The parent run's metrics: each outer fold's best objective and best weights."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = []
+        for fold, entry in record["folds"].items():
+            if "value" in entry:
+                metrics.append(Metric(f"fold_{fold}/best_objective", float(entry["value"]), now, 0))
+                metrics += [Metric(f"fold_{fold}/best_{k}", float(v), now, 0) for k, v in entry["params"].items()]
+            if entry.get("defaults_value") is not None:
+                metrics.append(Metric(f"fold_{fold}/defaults_objective", float(entry["defaults_value"]), now, 0))
+        if metrics:
+            self.client.log_batch(self.parent_id, metrics=metrics)
 
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.parent_id, status)

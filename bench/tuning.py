@@ -1,0 +1,659 @@
+"""``bench tune``: nested, resumable, parallel Optuna search of a method's loss weights.
+
+A study's ``tune:`` section names the arm (its method and ``model_args``), the weights and their
+ranges (log-uniform by default), the objective (the mean of inner-validation metrics), the trial
+budget, the inner folds and the pruner. For each **outer** fold of the study's ``splits.json`` one
+Optuna study searches the weights on **inner folds of that outer fold's training set only**
+(grouped by patient, stratified by label; :func:`inner_splits` refuses any inner set holding an
+outer test patient), so the outer test fold is never seen. ``bench run`` then trains an arm that
+says ``weights: tuned`` with the best weights of each outer fold (:func:`tuned_weights`).
+
+A trial trains one model per inner fold, for the profile's epochs, with the harness's training
+code (:func:`bench.unit.training_setup`, :func:`bench.loop.train`), and evaluates it on its inner
+validation scans after every epoch. It reports the running estimate of its objective — the mean
+of the final values of the inner folds done and the current fold's value — at step
+``inner_fold × epochs + epoch``, the same step for every trial, which the median or
+successive-halving pruner compares. The trial's value is the mean over inner folds of the
+final-epoch objective (final-epoch weights are what the harness evaluates). Every trial of an
+outer fold trains with the same seeds, so trials differ by their weights only.
+
+Decisions (recorded in the README):
+- The paper's fixed weights are enqueued as the first trial of every search, so the search's
+  history holds the inner objective of the weights it tries to beat.
+- The budget counts finished (complete or pruned) trials per outer fold. A trial asked beyond the
+  budget by a concurrent worker is marked failed with ``bench.surplus`` before it trains.
+- Storage: SQLite under ``runs/<study>/tune/optuna.db`` by default, any SQLAlchemy URL with
+  ``--storage``. Optuna's heartbeat (which marks a killed worker's running trials failed after a
+  grace period and, through ``RetryHeartbeatStaleTrialCallback``, re-queues them with the same
+  weights) is implemented for RDB storages only in Optuna 5, so the journal file backend is not
+  offered. A trial interrupted by Ctrl-C is re-queued the same way.
+- The search's identity (:meth:`Search.hash`) covers everything that changes a trial's result except
+  the budget: raising ``trials`` continues the same search; changing anything else starts a new one
+  (the old Optuna studies stay in the storage, never mixed).
+
+Files under ``runs/<study>/tune/``: ``search.json`` (the resolved search), ``inner_splits.json``,
+``optuna.db``, and — written by every invocation — ``trials.csv``, ``best.json`` and
+``importances.csv``, which ``bench run`` and ``bench report`` read (never the Optuna storage).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError, ConfigError, DataError, LeakageError
+from bench.store import read_json, write_json_atomic
+
+__all__ = ["Search", "make_search", "inner_splits", "make_storage", "open_fold_study", "work", "export_results",
+           "tuned_weights", "tune_dir", "SURPLUS", "ERROR_ATTR", "DEFAULT_GRACE"]
+
+log = logging.getLogger(__name__)
+
+SEARCH_FILE, BEST_FILE, TRIALS_FILE, IMPORTANCE_FILE, INNER_FILE = (
+    "search.json", "best.json", "trials.csv", "importances.csv", "inner_splits.json")
+SURPLUS = "bench.surplus"  # user attr of a trial asked beyond the budget (failed before training)
+ERROR_ATTR = "bench.error"  # user attr of a trial whose training failed (diverged, objective undefined)
+DEFAULT_GRACE = 60  # seconds without a heartbeat after which a running trial counts as dead
+
+
+def tune_dir(runs_root: Path, study: str) -> Path:
+    return Path(runs_root) / study / "tune"
+
+
+@dataclass(frozen=True)
+class Search:
+    """Everything a worker needs to run trials (JSON-able, like :class:`bench.spec.UnitSpec`)."""
+
+    study: str
+    arm: str
+    method: str
+    kind: str
+    model_args: Mapping[str, Any]
+    defaults: Mapping[str, float]  # the method's (paper's) weights; the searched ones are replaced
+    space: Mapping[str, tuple[float, float]]
+    log: bool
+    objective: tuple[str, ...]
+    direction: str
+    trials: int
+    inner_folds: int
+    pruner: str
+    sampler_seed: int
+    startup_trials: int
+    warmup_epochs: int
+    enqueue_defaults: bool
+    profile: Mapping[str, Any]
+    training: Mapping[str, Any]
+    folds: int
+    data_fingerprint: str
+    split_hash: str
+    manifest: str
+    cache_dir: str
+    splits_path: str
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def identity(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("trials", "manifest", "cache_dir", "splits_path"):
+            data.pop(key)
+        data["profile"] = {k: v for k, v in data["profile"].items() if k != "workers"}
+        data["space"] = {k: list(v) for k, v in data["space"].items()}
+        return data
+
+    @property
+    def hash(self) -> str:
+        payload = json.dumps(self.identity(), sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+    def study_name(self, fold: int) -> str:
+        """The Optuna study of outer fold ``fold``."""
+        return f"{self.study}/fold_{fold}/{self.hash}"
+
+    def weights(self, params: Mapping[str, float]) -> dict[str, float]:
+        return {**self.defaults, **{k: float(v) for k, v in params.items()}}
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "space": {k: list(v) for k, v in self.space.items()}, "objective": list(self.objective),
+                "search_hash": self.hash}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Search:
+        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        values["space"] = {k: tuple(v) for k, v in values["space"].items()}
+        values["objective"] = tuple(values["objective"])
+        return cls(**values)
+
+
+def make_search(study, profile, data, splits, runs_root: Path, *, trials: int | None = None) -> Search:
+    """The resolved search of ``study`` at ``profile`` (raises if the study has no ``tune:`` section)."""
+    from dataclasses import asdict as dc_asdict
+
+    from bench.registry import METHODS, load_plugins
+
+    if study.tune is None:
+        raise ConfigError(f"{study.path}: study '{study.name}' has no `tune:` section; nothing to search "
+                          "(studies with one: `bench ls studies`, column 'tunes')")
+    load_plugins()
+    tune = study.tune
+    arm = study.arm(tune.arm)
+    method = METHODS.get(arm.method)
+    return Search(
+        study=study.name, arm=arm.name, method=arm.method, kind=method.task_kind(arm.model_args),
+        model_args=dict(arm.model_args), defaults=dict(method.weights), space=dict(tune.weights), log=tune.log,
+        objective=tune.objective, direction=tune.direction, trials=trials or tune.trials, inner_folds=tune.inner_folds,
+        pruner=tune.pruner, sampler_seed=tune.sampler_seed, startup_trials=tune.startup_trials,
+        warmup_epochs=tune.warmup_epochs, enqueue_defaults=tune.enqueue_defaults, profile=profile.as_dict(),
+        training=dc_asdict(study.training), folds=study.folds, data_fingerprint=data.fingerprint, split_hash=splits.hash,
+        manifest=str(data.manifest), cache_dir=str(data.cache_dir),
+        splits_path=str(Path(runs_root) / study.name / "splits.json"),
+    )
+
+
+def inner_splits(splits, fold: int, cases: list, inner_folds: int, seed: int):
+    """The inner folds of outer fold ``fold``: (inner :class:`~bench.splits.Splits`, the outer training cases).
+
+    Made from the outer training set only, grouped by patient and stratified by label, seeded by
+    ``seed`` and the fold. Raises :class:`~bench.errors.LeakageError` if an inner set holds a scan of an
+    outer test patient (impossible by construction; checked so that it stays impossible).
+    """
+    from bench.splits import make_splits
+
+    outer_train, outer_test = splits.train_test(fold, cases)
+    try:
+        inner = make_splits(outer_train, inner_folds, seed * 1000 + fold, f"{splits.hash}/fold_{fold}")
+    except DataError as exc:
+        raise DataError(f"outer fold {fold}: cannot make {inner_folds} inner folds of its {len(outer_train)} "
+                        f"training scans: {exc}") from None
+    held_out = {c.patient_id for c in outer_test}
+    by_id = {c.scan_id: c for c in cases}
+    for j, ids in enumerate(inner.test):  # what the inner folds list, not what train_test would filter to
+        leaked = sorted({by_id[s].patient_id for s in ids if s in by_id} & held_out)
+        if leaked:
+            raise LeakageError(f"outer fold {fold}, inner fold {j}: outer test patient(s) {', '.join(leaked[:5])} "
+                               "in the inner folds")
+    listed = {s for ids in inner.test for s in ids}
+    if listed != {c.scan_id for c in outer_train}:
+        raise LeakageError(f"outer fold {fold}: the inner folds do not partition its training scans "
+                           f"({len(listed)} listed, {len(outer_train)} training scans)")
+    return inner, outer_train
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Optuna plumbing
+
+def _quiet_optuna():
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message=".*heartbeat.*")
+    return optuna
+
+
+def default_storage(runs_root: Path, study: str) -> str:
+    return f"sqlite:///{(tune_dir(runs_root, study) / 'optuna.db').resolve()}"
+
+
+def make_storage(url: str, grace: int = DEFAULT_GRACE):
+    """An RDB storage with Optuna's heartbeat: a running trial silent for ``grace`` s is failed and re-queued."""
+    optuna = _quiet_optuna()
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
+    try:
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=max(1, grace // 4), grace_period=grace,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3), **kwargs)
+    except Exception as exc:  # bad URL, missing driver, unreachable server
+        raise ConfigError(f"--storage {url}: cannot open the Optuna storage: {type(exc).__name__}: {exc}") from None
+
+
+def _sampler(search: Search, fold: int, number: int = 0):
+    """TPE seeded by (sampler seed, outer fold, trial number).
+
+    Set afresh for every trial (:func:`_objective`): a sampler seeded once per worker would draw the
+    same "random" startup weights in every worker that shares the storage (measured: two local workers
+    ran trials 1 and 3 with identical weights). Seeded by the trial number, the weights of trial n
+    depend only on the seed, the fold, n and the trials finished before it, so one worker repeats a
+    search exactly and concurrent workers never repeat each other's draws.
+    """
+    optuna = _quiet_optuna()
+    seed = (search.sampler_seed * 1_000_003 + fold * 10_007 + number) % 2**32
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=search.startup_trials)
+
+
+def _pruner(search: Search):
+    optuna = _quiet_optuna()
+    if search.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=search.startup_trials, n_warmup_steps=search.warmup_epochs)
+    if search.pruner == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, search.warmup_epochs), reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def open_fold_study(search: Search, storage, fold: int):
+    """The Optuna study of one outer fold (created on first use, the paper's weights enqueued first)."""
+    optuna = _quiet_optuna()
+    study = optuna.create_study(storage=storage, study_name=search.study_name(fold), direction=search.direction,
+                                sampler=_sampler(search, fold), pruner=_pruner(search), load_if_exists=True)
+    if not study.user_attrs.get("bench.search_hash"):
+        study.set_user_attr("bench.search_hash", search.hash)
+        study.set_user_attr("bench.fold", fold)
+        defaults = {k: search.defaults[k] for k in search.space}
+        inside = all(low <= defaults[k] <= high for k, (low, high) in search.space.items())
+        if search.enqueue_defaults and inside:
+            study.enqueue_trial(defaults, user_attrs={"bench.defaults": True}, skip_if_exists=True)
+    return study
+
+
+def _counts(study) -> dict[str, int]:
+    from collections import Counter
+
+    counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
+    return {"finished": counts["COMPLETE"] + counts["PRUNED"], "running": counts["RUNNING"], "waiting": counts["WAITING"],
+            "complete": counts["COMPLETE"], "pruned": counts["PRUNED"], "failed": counts["FAIL"]}
+
+
+def _errors(study) -> list[str]:
+    return [t.user_attrs[ERROR_ATTR] for t in study.get_trials(deepcopy=False) if ERROR_ATTR in t.user_attrs]
+
+
+class TrialFailed(Exception):
+    """A trial whose training or objective failed (recorded; the search goes on)."""
+
+
+class _Surplus(Exception):
+    """A trial asked beyond the budget by a concurrent worker."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One trial
+
+@dataclass
+class _FoldData:
+    inner: Any
+    outer_train: list
+    volumes: dict
+
+
+def _fold_data(search: Search, fold: int, cache: dict) -> _FoldData:
+    from bench.data.dataset import load_volumes
+    from bench.data.manifest import read_manifest
+    from bench.splits import read_splits
+
+    if fold not in cache:
+        cases = read_manifest(Path(search.manifest))
+        splits = read_splits(Path(search.splits_path))
+        if splits.hash != search.split_hash:
+            raise BenchError(f"{search.splits_path}: split hash {splits.hash} differs from the search's {search.split_hash}")
+        inner, outer_train = inner_splits(splits, fold, cases, search.inner_folds, search.sampler_seed)
+        volumes = dict(zip((c.scan_id for c in outer_train), load_volumes(Path(search.cache_dir), outer_train)))
+        cache.clear()  # one outer fold's volumes in memory at a time
+        cache[fold] = _FoldData(inner, outer_train, volumes)
+    return cache[fold]
+
+
+def objective_value(rows: list[dict[str, Any]], metrics: tuple[str, ...]) -> tuple[float, dict[str, float]]:
+    """The mean of ``metrics`` over one inner validation set's per-case rows, and each metric."""
+    import pandas as pd
+
+    from bench.aggregate import case_metrics
+
+    values = case_metrics(pd.DataFrame(rows))
+    picked = {m: float(values.get(m, float("nan"))) for m in metrics}
+    undefined = [m for m, v in picked.items() if not math.isfinite(v)]
+    if undefined:
+        raise TrialFailed(f"objective metric(s) {', '.join(undefined)} undefined on the inner validation set "
+                          f"({len(rows)} scans; e.g. AUC needs both classes, DSC lesion scans needs a lesion)")
+    return sum(picked.values()) / len(picked), picked
+
+
+def run_trial(search: Search, fold: int, trial, data_cache: dict, on_epoch: Callable[[dict], None] | None = None) -> float:
+    """Train and validate one weight setting on every inner fold of outer fold ``fold``; returns the objective."""
+    import torch
+    from monai.data import set_track_meta
+
+    optuna = _quiet_optuna()
+    from bench.evaluate import evaluate
+    from bench.loop import TrainingDiverged, train
+    from bench.study import Training
+    from bench.tasks import get_task
+    from bench.unit import _device, training_setup
+
+    set_track_meta(False)
+    params = {name: trial.suggest_float(name, low, high, log=search.log) for name, (low, high) in search.space.items()}
+    weights = search.weights(params)
+    trial.set_user_attr("weights", weights)
+    data = _fold_data(search, fold, data_cache)
+    training, epochs, device = Training(**search.training), int(search.profile["epochs"]), _device()
+    finals: list[float] = []
+    inner_metrics: list[dict[str, float]] = []
+    start = time.perf_counter()
+    for j in range(search.inner_folds):
+        itrain, ival = data.inner.train_test(j, data.outer_train)
+        model, loss_fn, loader = training_setup(search.method, search.model_args, weights, search.profile, training,
+                                                itrain, Path(search.cache_dir), 1000 * fold + j, device)
+        val_volumes = [data.volumes[c.scan_id] for c in ival]
+        current: dict[str, Any] = {}
+
+        def validate(row: dict[str, Any], j=j, ival=ival, val_volumes=val_volumes, model=model, loss_fn=loss_fn,
+                     current=current) -> None:
+            result = evaluate(model, loss_fn, ival, val_volumes, sigmas=(0.0,), device=device)
+            value, metrics = objective_value(result.rows, search.objective)
+            current.update(value=value, metrics=metrics)
+            estimate = (sum(finals) + value) / (j + 1)
+            step = j * epochs + row["epoch"]
+            trial.report(estimate, step)
+            if on_epoch:
+                on_epoch({"fold": fold, "trial": trial.number, "inner_fold": j, "epoch": row["epoch"], "epochs": epochs,
+                          "value": value, "estimate": estimate})
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"inner fold {j + 1}, epoch {row['epoch']}: estimate {estimate:.4f}")
+            model.train()
+
+        try:
+            train(model, loss_fn, loader, task=get_task(search.kind), method=search.method, epochs=epochs,
+                  lr=search.profile["lr"], training=training, device=device, on_epoch=validate)
+        except TrainingDiverged as exc:
+            raise TrialFailed(f"inner fold {j + 1}: {exc}") from None
+        finals.append(current["value"])
+        inner_metrics.append({"inner_fold": j, "value": current["value"], **current["metrics"]})
+        trial.set_user_attr("inner_metrics", inner_metrics)
+        del model, loss_fn, loader
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    trial.set_user_attr("seconds", time.perf_counter() - start)
+    return sum(finals) / len(finals)
+
+
+def _objective(search: Search, fold: int, study, data_cache: dict, on_epoch):
+    optuna = _quiet_optuna()
+
+    def objective(trial) -> float:
+        earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number and t.state.name != "FAIL"]
+        if len(earlier) >= search.trials:
+            trial.set_user_attr(SURPLUS, True)
+            raise _Surplus(f"trial {trial.number} is beyond the budget of {search.trials}")
+        study.sampler = _sampler(search, fold, trial.number)  # before the first suggest (see _sampler)
+        try:
+            return run_trial(search, fold, trial, data_cache, on_epoch)
+        except (optuna.TrialPruned, _Surplus):
+            raise
+        except TrialFailed as exc:
+            trial.set_user_attr(ERROR_ATTR, str(exc))
+            raise
+        except KeyboardInterrupt:  # re-queue the interrupted weights, as the heartbeat does for a killed worker
+            study.enqueue_trial(trial.params, user_attrs={"bench.retry_of": trial.number})
+            raise
+
+    return objective
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Workers
+
+def work(search_data: Mapping[str, Any], storage_url: str, *, grace: int = DEFAULT_GRACE, threads: int | None = None,
+         on_trial: Callable[[int, Any], None] | None = None, on_epoch: Callable[[dict], None] | None = None,
+         poll: float | None = None) -> int:
+    """Run trials until every outer fold has its budget of finished trials; returns the trials this worker ran.
+
+    Folds are served in order; after each trial the scan starts again from fold 0, so several workers
+    (processes or machines sharing the storage) fill the folds together. When only other workers'
+    trials are left running, this one waits for them (or for their heartbeat to go stale, when Optuna
+    fails them and re-queues their weights).
+    """
+    optuna = _quiet_optuna()
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    search = Search.from_json(search_data)
+    storage = make_storage(storage_url, grace)
+    studies = [open_fold_study(search, storage, fold) for fold in range(search.folds)]
+    data_cache: dict = {}
+    ran = 0
+    poll = poll if poll is not None else max(1.0, grace / 4)
+    while True:
+        others_running = False
+        for fold, study in enumerate(studies):
+            optuna.storages.fail_stale_trials(study)
+            counts = _counts(study)
+            if counts["finished"] >= search.trials:
+                continue
+            errors = _errors(study)
+            if len(errors) > max(3, search.trials):
+                raise BenchError(f"outer fold {fold}: {len(errors)} trials failed; the last: {errors[-1]}")
+            if counts["finished"] + counts["running"] >= search.trials and not counts["waiting"]:
+                others_running = True
+                continue
+            callbacks = [lambda st, ft, fold=fold: on_trial(fold, ft)] if on_trial else []
+            study.optimize(_objective(search, fold, study, data_cache, on_epoch), n_trials=1, catch=(TrialFailed, _Surplus),
+                           callbacks=callbacks, gc_after_trial=True)
+            ran += 1
+            break
+        else:
+            if not others_running:
+                return ran
+            time.sleep(poll)
+
+
+def _pool_worker(search_data: dict, storage_url: str, grace: int, threads: int) -> int:
+    import os
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    return work(search_data, storage_url, grace=grace, threads=threads)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Results: trials.csv, best.json, importances.csv
+
+def trial_rows(search: Search, storage) -> list[dict[str, Any]]:
+    """One row per trial of every outer fold (the surplus ones excluded)."""
+    rows = []
+    for fold in range(search.folds):
+        study = open_fold_study(search, storage, fold)
+        for t in study.get_trials(deepcopy=False):
+            if t.user_attrs.get(SURPLUS):
+                continue
+            last_step = max(t.intermediate_values) if t.intermediate_values else None
+            row = {"fold": fold, "trial": t.number, "state": t.state.name, "value": t.value,
+                   "last_step": last_step, "last_value": t.intermediate_values.get(last_step) if last_step else None,
+                   "defaults": bool(t.user_attrs.get("bench.defaults")), "seconds": t.user_attrs.get("seconds"),
+                   "error": t.user_attrs.get(ERROR_ATTR, ""),
+                   "retry_of": t.system_attrs.get("failed_trial", t.user_attrs.get("bench.retry_of"))}
+            row.update({f"w_{k}": v for k, v in t.params.items()})
+            rows.append(row)
+    return rows
+
+
+def export_results(search: Search, storage, directory: Path) -> dict[str, Any]:
+    """Write ``trials.csv``, ``best.json`` and ``importances.csv``; returns the best-weights record."""
+    import pandas as pd
+
+    optuna = _quiet_optuna()
+    directory.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(trial_rows(search, storage)).to_csv(directory / TRIALS_FILE, index=False)
+    folds: dict[str, Any] = {}
+    importance_rows = []
+    for fold in range(search.folds):
+        study = open_fold_study(search, storage, fold)
+        counts = _counts(study)
+        complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+        entry: dict[str, Any] = {"finished": counts["finished"], "complete": counts["complete"], "pruned": counts["pruned"],
+                                 "failed": counts["failed"], "done": counts["finished"] >= search.trials}
+        defaults = [t for t in complete if t.user_attrs.get("bench.defaults")]
+        entry["defaults_value"] = defaults[0].value if defaults else None
+        if complete:
+            best = study.best_trial
+            entry.update(best_trial=best.number, value=best.value, params=dict(best.params),
+                         weights=search.weights(best.params), inner_metrics=best.user_attrs.get("inner_metrics", []))
+        if len(complete) >= 2 and len(search.space) > 1:
+            evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+            try:
+                importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
+            except (RuntimeError, ValueError) as exc:  # e.g. every complete trial has the same value
+                log.info("fold %d: no importances: %s", fold, exc)
+                importances = {}
+            importance_rows += [{"fold": fold, "weight": k, "importance": v} for k, v in importances.items()]
+        folds[str(fold)] = entry
+    pd.DataFrame(importance_rows, columns=["fold", "weight", "importance"]).to_csv(directory / IMPORTANCE_FILE, index=False)
+    record = {"study": search.study, "arm": search.arm, "method": search.method, "search_hash": search.hash,
+              "objective": list(search.objective), "direction": search.direction, "trials": search.trials,
+              "inner_folds": search.inner_folds, "pruner": search.pruner, "space": {k: list(v) for k, v in search.space.items()},
+              "log": search.log, "defaults": dict(search.defaults), "profile": search.profile["name"], "folds": folds}
+    write_json_atomic(directory / BEST_FILE, record)
+    return record
+
+
+def tuned_weights(runs_root: Path, search: Search) -> dict[int, dict[str, float]]:
+    """Outer fold → best weights of a finished search with this exact identity, for ``bench run``."""
+    path = tune_dir(runs_root, search.study) / BEST_FILE
+    hint = f"run `bench tune --study {search.study} --profile {search.profile['name']}` first"
+    if not path.exists():
+        raise ConfigError(f"arm '{search.arm}' says `weights: tuned` but {path} does not exist; {hint}")
+    record = read_json(path)
+    if record.get("search_hash") != search.hash:
+        raise ConfigError(f"{path}: made by a search with another spec (profile {record.get('profile')}, hash "
+                          f"{record.get('search_hash')}; this run's is {search.hash}); {hint}")
+    out = {}
+    for fold in range(search.folds):
+        entry = record["folds"].get(str(fold), {})
+        if not entry.get("done") or "weights" not in entry:
+            raise ConfigError(f"{path}: outer fold {fold}'s search is unfinished ({entry.get('finished', 0)} of "
+                              f"{record['trials']} trials, {entry.get('complete', 0)} complete); {hint}")
+        out[fold] = {k: float(v) for k, v in entry["weights"].items()}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# `bench tune`
+
+@dataclass
+class SearchSummary:
+    search: Search
+    record: dict[str, Any]
+    ran: int
+    seconds: float
+    directory: Path
+
+
+def _mirror(tracker, search: Search, storage) -> None:
+    """Log every finished trial not yet in MLflow (idempotent)."""
+    if tracker is None:
+        return
+    for fold in range(search.folds):
+        study = open_fold_study(search, storage, fold)
+        for t in study.get_trials(deepcopy=False):
+            if not t.user_attrs.get(SURPLUS):
+                tracker.log_trial(fold, t, search.weights(t.params))
+
+
+def run_search(study, *, profile_name: str | None, runs_root: Path, jobs: int = 1, threads: int | None = None,
+               storage_url: str | None = None, tracking_uri: str | None = None, use_mlflow: bool = True,
+               trials: int | None = None, grace: int = DEFAULT_GRACE, console=None) -> SearchSummary:
+    """Prepare the data and outer splits, then run the search with ``jobs`` local workers (see :func:`work`)."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from rich.console import Console
+
+    from bench.executors import default_threads, terminate_pool
+    from bench.orchestrate import prepare
+    from bench.progress import TrialProgress
+    from bench.splits import load_or_create_splits
+
+    console = console or Console(stderr=True)
+    start = time.perf_counter()
+    profile = study.resolve_profile(profile_name)
+    data = prepare(study, profile, console)
+    splits = load_or_create_splits(Path(runs_root) / study.name / "splits.json", list(data.cases), study.folds,
+                                   study.split_seed, data.fingerprint)
+    search = make_search(study, profile, data, splits, runs_root, trials=trials)
+    directory = tune_dir(runs_root, study.name)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(directory / SEARCH_FILE, search.to_json())
+    inner = {str(k): inner_splits(splits, k, list(data.cases), search.inner_folds, search.sampler_seed)[0].to_json()
+             for k in range(search.folds)}
+    write_json_atomic(directory / INNER_FILE, inner)
+    url = storage_url or default_storage(runs_root, study.name)
+    storage = make_storage(url, grace)
+    studies = [open_fold_study(search, storage, k) for k in range(search.folds)]
+    done_before = sum(min(_counts(s)["finished"], search.trials) for s in studies)
+    total = search.folds * search.trials
+    console.print(f"[bold]{study.name}[/bold] — search of {search.method} ({search.arm}) weights "
+                  f"{', '.join(f'{k} ∈ [{lo:g}, {hi:g}]' for k, (lo, hi) in search.space.items())}"
+                  f"{' log-uniform' if search.log else ''}; objective mean({', '.join(search.objective)}) "
+                  f"({search.direction}), {search.inner_folds} inner folds, {search.pruner} pruner")
+    console.print(f"profile {profile.name} ({profile.size}³, {profile.epochs} epochs, width {profile.width}); "
+                  f"{search.folds} outer folds × {search.trials} trials: {done_before} of {total} finished; "
+                  f"search {search.hash}; storage {url}")
+    tracker = None
+    if use_mlflow:
+        from bench.spec import code_version
+        from bench.tracking import SearchTracker, default_tracking_uri
+
+        tracker = SearchTracker(tracking_uri or default_tracking_uri(runs_root), study.name, runs_root,
+                                search_hash=search.hash,
+                                params={"search": {k: v for k, v in search.to_json().items()
+                                                   if k not in ("manifest", "cache_dir", "splits_path")},
+                                        "storage": url, "code_version": code_version()})
+        _mirror(tracker, search, storage)
+    status, ran = "FINISHED", 0
+    threads = threads or default_threads(jobs)
+    try:
+        with TrialProgress(console, total, done_before, f"{study.name}: trials") as bars:
+            def refresh() -> None:
+                bars.update(sum(min(_counts(s)["finished"], search.trials) for s in studies), _best_text(search, studies))
+                _mirror(tracker, search, storage)
+
+            if jobs <= 1:
+                from bench.executors import _set_threads
+
+                _set_threads(threads)
+                ran = work(search.to_json(), url, grace=grace, on_trial=lambda fold, trial: refresh(),
+                           on_epoch=bars.epoch)
+            else:
+                ctx = mp.get_context("spawn")
+                with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+                    futures = {pool.submit(_pool_worker, search.to_json(), url, grace, threads) for _ in range(jobs)}
+                    try:
+                        while futures:
+                            finished, futures = wait(futures, timeout=2.0, return_when=FIRST_COMPLETED)
+                            for future in finished:
+                                ran += future.result()
+                            refresh()
+                    except BaseException:
+                        terminate_pool(pool)
+                        raise
+            refresh()
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        record = export_results(search, storage, directory)
+        if tracker:
+            _mirror(tracker, search, storage)
+            tracker.tag_best({int(k): v["best_trial"] for k, v in record["folds"].items() if "best_trial" in v})
+            tracker.log_best(record)
+            tracker.finish(status)
+    return SearchSummary(search, record, ran, time.perf_counter() - start, directory)
+
+
+def _best_text(search: Search, studies) -> str:
+    best = []
+    for study in studies:
+        complete = [t.value for t in study.get_trials(deepcopy=False, states=None) if t.state.name == "COMPLETE"]
+        if complete:
+            best.append(max(complete) if search.direction == "maximize" else min(complete))
+    return f"best per fold: {', '.join(f'{v:.3f}' for v in best)}" if best else ""
