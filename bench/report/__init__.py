@@ -6,6 +6,7 @@ second underlined, † for arms significantly different from the reference), ``s
 ``cd_<metric>.png``/``.pdf`` (three or more arms), ``noise.png``/``.pdf`` and ``noise_table.md``/``.tex``/``.csv``
 (noise grid; :mod:`bench.report.reliability`), ``uncertainty.md``/``.csv`` (calibration and uncertainty),
 ``overlays.png``/``.pdf``, ``cams.png``/``.pdf`` and ``uncertainty_maps.png``/``.pdf`` (:mod:`bench.report.maps`),
+``tuning.md``/``.csv`` and ``tuning.png``/``.pdf`` (a study's loss-weight search; :mod:`bench.report.tuning`),
 ``report.md``, ``report.html`` and ``provenance.json``. ``reports/README.md`` indexes every study with a report.
 """
 
@@ -228,6 +229,11 @@ def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
         lines += ["## Lesion localisation maps", "", "The class-activation localisation map of the predicted "
                   "class (η-weighted mean of the three classification blocks' min–max-normalised CAMs) beside the "
                   "reference lesion mask, same cases and slices (seed 000 Fig. 12).", "", "![CAM maps](cams.png)", ""]
+    from bench.report.tuning import tuning_section
+
+    tuning_lines, tuning_files = tuning_section(study.name, runs_root, out)
+    lines += tuning_lines
+    files += tuning_files
     efficiency = sorted(out.glob("efficiency_*.md"))
     if efficiency:
         lines += ["## Efficiency", "", "Measured by `bench perf` (a separate benchmark, not the training runs).", ""]
