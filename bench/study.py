@@ -63,9 +63,9 @@ TUNE_KEYS = {
     "trials": "finished (complete or pruned) trials per outer fold",
     "inner_folds": "inner cross-validation folds of each outer training set (default 3)",
     "pruner": "median | halving | none (default median)",
-    "sampler_seed": "seed of the TPE sampler (outer fold k uses seed + k)",
+    "sampler_seed": "seed of the TPE sampler (trial n of outer fold k samples with a seed of (seed, k, n))",
     "startup_trials": "trials sampled at random before TPE models them and before the pruner prunes",
-    "warmup_epochs": "epochs of every inner fold the median pruner never prunes in (default 1)",
+    "warmup_epochs": "steps (epochs, counted over the inner folds) in which no trial is pruned (default 1)",
     "enqueue_defaults": "make the method's fixed (paper) weights the first trial of every search (default true)",
 }
 

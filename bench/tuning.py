@@ -156,18 +156,18 @@ def make_search(study, profile, data, splits, runs_root: Path, *, trials: int | 
     )
 
 
-def inner_splits(splits, fold: int, cases: list, inner_folds: int, seed: int):
+def inner_splits(splits, fold: int, cases: list, inner_folds: int):
     """The inner folds of outer fold ``fold``: (inner :class:`~bench.splits.Splits`, the outer training cases).
 
-    Made from the outer training set only, grouped by patient and stratified by label, seeded by
-    ``seed`` and the fold. Raises :class:`~bench.errors.LeakageError` if an inner set holds a scan of an
+    Made from the outer training set only, grouped by patient and stratified by label, seeded by the
+    study's ``split_seed`` (the outer splits' seed) and the fold. Raises :class:`~bench.errors.LeakageError` if an inner set holds a scan of an
     outer test patient (impossible by construction; checked so that it stays impossible).
     """
     from bench.splits import make_splits
 
     outer_train, outer_test = splits.train_test(fold, cases)
     try:
-        inner = make_splits(outer_train, inner_folds, seed * 1000 + fold, f"{splits.hash}/fold_{fold}")
+        inner = make_splits(outer_train, inner_folds, splits.seed * 1000 + fold, f"{splits.hash}/fold_{fold}")
     except DataError as exc:
         raise DataError(f"outer fold {fold}: cannot make {inner_folds} inner folds of its {len(outer_train)} "
                         f"training scans: {exc}") from None
@@ -293,7 +293,7 @@ def _fold_data(search: Search, fold: int, cache: dict) -> _FoldData:
         splits = read_splits(Path(search.splits_path))
         if splits.hash != search.split_hash:
             raise BenchError(f"{search.splits_path}: split hash {splits.hash} differs from the search's {search.split_hash}")
-        inner, outer_train = inner_splits(splits, fold, cases, search.inner_folds, search.sampler_seed)
+        inner, outer_train = inner_splits(splits, fold, cases, search.inner_folds)
         volumes = dict(zip((c.scan_id for c in outer_train), load_volumes(Path(search.cache_dir), outer_train)))
         cache.clear()  # one outer fold's volumes in memory at a time
         cache[fold] = _FoldData(inner, outer_train, volumes)
@@ -444,12 +444,15 @@ def work(search_data: Mapping[str, Any], storage_url: str, *, grace: int = DEFAU
             time.sleep(poll)
 
 
-def _pool_worker(search_data: dict, storage_url: str, grace: int, threads: int) -> int:
-    import os
+def _pool_worker(search_data: dict, storage_url: str, grace: int, threads: int) -> None:
+    """A local worker process of ``bench tune --jobs N`` (errors end it with a traceback and status 1)."""
+    from bench.executors import _set_threads
 
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    return work(search_data, storage_url, grace=grace, threads=threads)
+    _set_threads(threads)
+    try:
+        work(search_data, storage_url, grace=grace)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -561,11 +564,10 @@ def run_search(study, *, profile_name: str | None, runs_root: Path, jobs: int = 
                trials: int | None = None, grace: int = DEFAULT_GRACE, console=None) -> SearchSummary:
     """Prepare the data and outer splits, then run the search with ``jobs`` local workers (see :func:`work`)."""
     import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     from rich.console import Console
 
-    from bench.executors import default_threads, terminate_pool
+    from bench.executors import default_threads
     from bench.orchestrate import prepare
     from bench.progress import TrialProgress
     from bench.splits import load_or_create_splits
@@ -580,7 +582,7 @@ def run_search(study, *, profile_name: str | None, runs_root: Path, jobs: int = 
     directory = tune_dir(runs_root, study.name)
     directory.mkdir(parents=True, exist_ok=True)
     write_json_atomic(directory / SEARCH_FILE, search.to_json())
-    inner = {str(k): inner_splits(splits, k, list(data.cases), search.inner_folds, search.sampler_seed)[0].to_json()
+    inner = {str(k): inner_splits(splits, k, list(data.cases), search.inner_folds)[0].to_json()
              for k in range(search.folds)}
     write_json_atomic(directory / INNER_FILE, inner)
     url = storage_url or default_storage(runs_root, study.name)
@@ -620,19 +622,25 @@ def run_search(study, *, profile_name: str | None, runs_root: Path, jobs: int = 
                 _set_threads(threads)
                 ran = work(search.to_json(), url, grace=grace, on_trial=lambda fold, trial: refresh(),
                            on_epoch=bars.epoch)
-            else:
+            else:  # independent processes: one dying (e.g. killed for memory) leaves the others working
                 ctx = mp.get_context("spawn")
-                with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-                    futures = {pool.submit(_pool_worker, search.to_json(), url, grace, threads) for _ in range(jobs)}
-                    try:
-                        while futures:
-                            finished, futures = wait(futures, timeout=2.0, return_when=FIRST_COMPLETED)
-                            for future in finished:
-                                ran += future.result()
-                            refresh()
-                    except BaseException:
-                        terminate_pool(pool)
-                        raise
+                workers = [ctx.Process(target=_pool_worker, args=(search.to_json(), url, grace, threads), daemon=False)
+                           for _ in range(jobs)]
+                try:
+                    for process in workers:
+                        process.start()
+                    while any(p.is_alive() for p in workers):
+                        time.sleep(2.0)
+                        refresh()
+                except BaseException:
+                    for process in workers:
+                        process.terminate()
+                    raise
+                ran = sum(min(_counts(s)["finished"], search.trials) for s in studies) - done_before
+                dead = [f"worker {i} exited with status {p.exitcode}" for i, p in enumerate(workers) if p.exitcode]
+                if dead:
+                    raise BenchError(f"{'; '.join(dead)} (its error is printed above); rerun the same command to "
+                                     "resume: its running trial is failed and re-queued after the grace period")
             refresh()
     except KeyboardInterrupt:
         status = "KILLED"

@@ -91,7 +91,7 @@ def test_inner_folds_never_hold_an_outer_test_patient(inner_folds):
     for fold in range(5):
         outer_train, outer_test = outer.train_test(fold, cases)
         held_out = {c.patient_id for c in outer_test}
-        inner, train = inner_splits(outer, fold, cases, inner_folds, seed=0)
+        inner, train = inner_splits(outer, fold, cases, inner_folds)
         assert [c.scan_id for c in train] == [c.scan_id for c in outer_train]
         validated = []
         for j in range(inner_folds):
@@ -117,7 +117,7 @@ def test_inner_split_guard_fires_on_a_leaky_split(monkeypatch):
 
     monkeypatch.setattr(bench.splits, "make_splits", leaky)
     with pytest.raises(LeakageError, match=f"outer fold 0, inner fold 0: outer test patient.*{outer_test[0].patient_id}"):
-        inner_splits(outer, 0, cases, 2, seed=0)
+        inner_splits(outer, 0, cases, 2)
 
 
 def test_weight_spread_by_hand():
