@@ -41,7 +41,7 @@ def _fmt(x) -> str:
 
 def _objective_name(record: dict) -> str:
     names = [METRICS[m].header.split(" (")[0] for m in record["objective"]]
-    return f"mean of {', '.join(names)}" if len(names) > 1 else names[0]
+    return f"mean of {', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0]
 
 
 def _tables(record: dict, importances: pd.DataFrame) -> tuple[str, pd.DataFrame]:
@@ -99,9 +99,10 @@ def _plot(record: dict, trials: pd.DataFrame, importances: pd.DataFrame, out: Pa
         ax.scatter(pruned["trial"], pruned["last_value"], color=colour, marker="x", s=22)
         paper = done[done["defaults"].astype(bool)]
         ax.scatter(paper["trial"], paper["value"], facecolors="none", edgecolors="black", s=70, linewidths=1)
-        if len(done):
+        if len(done):  # best so far, drawn to the fold's last trial
             running = done["value"].cummax() if maximise else done["value"].cummin()
-            ax.step(done["trial"], running, where="post", color=colour, alpha=0.6, linewidth=1)
+            xs, ys = [*done["trial"], part["trial"].max()], [*running, running.iloc[-1]]
+            ax.step(xs, ys, where="post", color=colour, alpha=0.6, linewidth=1)
     ax.set(xlabel="trial", ylabel=f"inner objective ({_objective_name(record)})",
            title="optimisation history\n(• complete, × pruned at its last estimate, ○ paper's weights)")
     ax.title.set_fontsize(8)
@@ -149,18 +150,24 @@ def tuning_section(study_name: str, runs_root: Path, out: Path) -> tuple[list[st
     frame.to_csv(out / "tuning.csv", index=False)
     files = [out / "tuning.md", out / "tuning.csv", *_plot(record, trials, importances, out)]
     unfinished = [f for f, e in record["folds"].items() if not e["done"]]
-    fixed = ", ".join(f"{k} = {v:g}" for k, v in record["defaults"].items())
+    others = {k: v for k, v in record["defaults"].items() if k not in record["space"]}
+    fixed = f" ({', '.join(f'{k} = {v:g}' for k, v in others.items())} fixed, as the paper)" if others else ""
+    kept = [f for f, e in record["folds"].items() if e.get("weights") == record["defaults"]]
     lines = ["## Loss-weight search", "",
              f"`bench tune` searched {', '.join(record['space'])} of `{record['method']}` (arm `{record['arm']}`) "
              f"{'log-uniformly' if record['log'] else 'uniformly'} in "
              + ", ".join(f"[{lo:g}, {hi:g}]" for lo, hi in record["space"].values())
-             + f" (the other weights fixed: {fixed} are the paper's) with Optuna's TPE sampler and the "
+             + f"{fixed} with Optuna's TPE sampler and the "
              f"{record['pruner']} pruner, {record['trials']} finished trials per outer fold, each trial trained on "
              f"{record['inner_folds']} inner folds of the outer fold's training set only and scored by the "
              f"{_objective_name(record)} on their validation scans ({record['direction']}d). The outer test folds "
              "were never seen by the search; the tuned arm above trained each outer fold with that fold's best "
              "weights. The paper's weights were the first trial of every search, so 'paper's weights' is their "
              "inner objective under the same protocol (— when pruned).", "", text]
+    if kept:
+        lines += [f"In outer fold(s) {', '.join(kept)} no trial beat the paper's weights, so the tuned arm trained "
+                  "there exactly as the fixed one (same weights, same seeds) and the two arms' results coincide; "
+                  "their differences come from the other folds.", ""]
     if unfinished:
         lines += [f"**Unfinished search**: outer fold(s) {', '.join(unfinished)} have fewer than {record['trials']} "
                   "finished trials; rerun `bench tune` to complete them.", ""]
