@@ -231,10 +231,12 @@ def _sampler(search: Search, fold: int, number: int = 0):
 
 def _pruner(search: Search):
     optuna = _quiet_optuna()
+    # Steps count the epochs trained so far (1, 2, ...); Optuna never prunes at a step < n_warmup_steps, so
+    # steps 1..warmup_epochs are safe with warmup_epochs + 1 (the halving pruner's first rung likewise).
     if search.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=search.startup_trials, n_warmup_steps=search.warmup_epochs)
+        return optuna.pruners.MedianPruner(n_startup_trials=search.startup_trials, n_warmup_steps=search.warmup_epochs + 1)
     if search.pruner == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, search.warmup_epochs), reduction_factor=3)
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=search.warmup_epochs + 1, reduction_factor=3)
     return optuna.pruners.NopPruner()
 
 

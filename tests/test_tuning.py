@@ -222,3 +222,28 @@ def test_tuned_weights_need_a_finished_search_of_the_same_spec(tmp_path):
     assert tuned_weights(tmp_path, search) == {0: {"seg": 1.0, "cls": 2.0, "cross": 0.5}, 1: {"seg": 1.0, "cls": 0.3, "cross": 0.5}}
     with pytest.raises(ConfigError, match=r"made by a search with another spec"):
         tuned_weights(tmp_path, _search(tmp_path, inner_folds=3))
+
+
+@pytest.mark.parametrize("name, kind", [("median", "MedianPruner"), ("halving", "SuccessiveHalvingPruner"),
+                                        ("none", "NopPruner")])
+def test_the_study_pruner_is_the_one_optuna_uses(tmp_path, name, kind):
+    import optuna
+
+    from bench.tuning import _pruner, open_fold_study
+
+    search = _search(tmp_path, pruner=name, warmup_epochs=2, startup_trials=1)
+    assert type(_pruner(search)).__name__ == kind
+    study = open_fold_study(search, _storage(tmp_path), 0)
+    assert type(study.pruner).__name__ == kind
+    if name == "median":  # a trial below the median of the finished ones is pruned after the warm-up, not before
+        for value in (0.9, 0.8):
+            done = study.ask()
+            for step in range(1, 5):
+                done.report(value, step)
+            study.tell(done, value)
+        weak = study.ask()
+        weak.report(0.1, 2)
+        assert not weak.should_prune()  # step 2: inside warmup_epochs = 2
+        weak.report(0.1, 3)
+        assert weak.should_prune()
+        assert isinstance(study.pruner, optuna.pruners.MedianPruner)
