@@ -72,12 +72,13 @@ class Tracker:
     """Logs finished unit directories of one study under a parent run for this invocation."""
 
     def __init__(self, tracking_uri: str, study: str, runs_root: Path, *, parent_name: str, parent_params: Mapping[str, Any]) -> None:
-        import mlflow
         from mlflow.tracking import MlflowClient
 
         for noisy in ("alembic", "mlflow"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-        mlflow.set_tracking_uri(tracking_uri)
+        # A client bound to the URI, never mlflow.set_tracking_uri: that also sets $MLFLOW_TRACKING_URI, which
+        # default_tracking_uri() reads first, so a later study in the same process (or any subprocess) would
+        # be logged into this study's database.
         self.client = MlflowClient(tracking_uri)
         self.uri = tracking_uri
         self.experiment_id = _experiment(self.client, tracking_uri, study, runs_root)
@@ -167,12 +168,13 @@ class SearchTracker:
     """
 
     def __init__(self, tracking_uri: str, study: str, runs_root: Path, *, search_hash: str, params: Mapping[str, Any]) -> None:
-        import mlflow
         from mlflow.tracking import MlflowClient
 
         for noisy in ("alembic", "mlflow"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-        mlflow.set_tracking_uri(tracking_uri)
+        # A client bound to the URI, never mlflow.set_tracking_uri: that also sets $MLFLOW_TRACKING_URI, which
+        # default_tracking_uri() reads first, so a later study in the same process (or any subprocess) would
+        # be logged into this study's database.
         self.client = MlflowClient(tracking_uri)
         self.experiment_id = _experiment(self.client, tracking_uri, study, runs_root)
         found = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{SEARCH_TAG}` = '{search_hash}' "

@@ -247,3 +247,18 @@ def test_the_study_pruner_is_the_one_optuna_uses(tmp_path, name, kind):
         weak.report(0.1, 3)
         assert weak.should_prune()
         assert isinstance(study.pruner, optuna.pruners.MedianPruner)
+
+
+def test_trackers_leave_the_tracking_uri_environment_alone(tmp_path, monkeypatch):
+    """mlflow.set_tracking_uri exports $MLFLOW_TRACKING_URI, which default_tracking_uri reads first: a second
+    study run in the same process (or a subprocess) would be logged into the first one's database."""
+    import os
+
+    from bench.tracking import SearchTracker, Tracker, default_tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    first = tmp_path / "a"
+    Tracker(default_tracking_uri(first), "s", first, parent_name="p", parent_params={}).finish()
+    SearchTracker(default_tracking_uri(first), "s", first, search_hash="h", params={}).finish()
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert default_tracking_uri(tmp_path / "b") == f"sqlite:///{(tmp_path / 'b').resolve() / 'mlflow.db'}"
