@@ -20,6 +20,9 @@ outer fold trains with the same seeds, so trials differ by their weights only.
 Decisions (recorded in the README):
 - The paper's fixed weights are enqueued as the first trial of every search, so the search's
   history holds the inner objective of the weights it tries to beat.
+- TPE is seeded per trial by (sampler seed, outer fold, trial number) (:func:`_sampler`): one worker
+  repeats a search exactly; concurrent workers never repeat each other's random draws.
+- Steps count the epochs trained so far (from 1); ``warmup_epochs`` of them are never pruned.
 - The budget counts finished (complete or pruned) trials per outer fold. A trial asked beyond the
   budget by a concurrent worker is marked failed with ``bench.surplus`` before it trains.
 - Storage: SQLite under ``runs/<study>/tune/optuna.db`` by default, any SQLAlchemy URL with
