@@ -49,15 +49,26 @@ def _metric_name(metric: str, sigma: float) -> str:
     return f"test/{metric}" if sigma == 0 else f"test_sigma_{sigma:g}/{metric}"
 
 
-def _experiment(client, tracking_uri: str, study: str, runs_root: Path) -> str:
-    """The id of the study's experiment, created on first use (artefacts under the runs root for sqlite)."""
+def _open_experiment(tracking_uri: str, study: str, runs_root: Path):
+    """A client bound to ``tracking_uri`` and the id of the study's experiment, created on first use
+    (artefacts under the runs root for sqlite).
+
+    Never ``mlflow.set_tracking_uri``: that also sets ``$MLFLOW_TRACKING_URI``, which
+    :func:`default_tracking_uri` reads first, so a later study in the same process (or any subprocess)
+    would be logged into this study's database.
+    """
+    from mlflow.tracking import MlflowClient
+
+    for noisy in ("alembic", "mlflow"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(study)
     if experiment is not None:
-        return experiment.experiment_id
+        return client, experiment.experiment_id
     artifacts = None
     if tracking_uri.startswith("sqlite:"):
         artifacts = (Path(runs_root).resolve() / "mlartifacts" / study).as_uri()
-    return client.create_experiment(study, artifact_location=artifacts)
+    return client, client.create_experiment(study, artifact_location=artifacts)
 
 
 def _log_params(client, run_id: str, params: Mapping[str, str]) -> None:
@@ -72,16 +83,7 @@ class Tracker:
     """Logs finished unit directories of one study under a parent run for this invocation."""
 
     def __init__(self, tracking_uri: str, study: str, runs_root: Path, *, parent_name: str, parent_params: Mapping[str, Any]) -> None:
-        from mlflow.tracking import MlflowClient
-
-        for noisy in ("alembic", "mlflow"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
-        # A client bound to the URI, never mlflow.set_tracking_uri: that also sets $MLFLOW_TRACKING_URI, which
-        # default_tracking_uri() reads first, so a later study in the same process (or any subprocess) would
-        # be logged into this study's database.
-        self.client = MlflowClient(tracking_uri)
-        self.uri = tracking_uri
-        self.experiment_id = _experiment(self.client, tracking_uri, study, runs_root)
+        self.client, self.experiment_id = _open_experiment(tracking_uri, study, runs_root)
         run = self.client.create_run(self.experiment_id, run_name=parent_name, tags={"bench.kind": "invocation"})
         self.parent_id = run.info.run_id
         self._log_params(self.parent_id, flatten(parent_params))
@@ -168,15 +170,7 @@ class SearchTracker:
     """
 
     def __init__(self, tracking_uri: str, study: str, runs_root: Path, *, search_hash: str, params: Mapping[str, Any]) -> None:
-        from mlflow.tracking import MlflowClient
-
-        for noisy in ("alembic", "mlflow"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
-        # A client bound to the URI, never mlflow.set_tracking_uri: that also sets $MLFLOW_TRACKING_URI, which
-        # default_tracking_uri() reads first, so a later study in the same process (or any subprocess) would
-        # be logged into this study's database.
-        self.client = MlflowClient(tracking_uri)
-        self.experiment_id = _experiment(self.client, tracking_uri, study, runs_root)
+        self.client, self.experiment_id = _open_experiment(tracking_uri, study, runs_root)
         found = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{SEARCH_TAG}` = '{search_hash}' "
                                         "and tags.`bench.kind` = 'search'", max_results=1)
         if found:
