@@ -21,7 +21,7 @@ from torch import nn
 
 from bench.data.manifest import Case
 from bench.data.preprocess import Volume
-from bench.loop import to_device
+from bench.loop import forward, to_device
 from bench.metrics.seg import segmentation_metrics
 from bench.noise import input_noise
 
@@ -98,6 +98,7 @@ def evaluate(
     device: torch.device,
     noise_units: str = "range",
     batch_size: int = EVAL_BATCH,
+    precision: str = "fp32",
 ) -> Evaluation:
     """Per-case rows at every σ (σ by σ), and the maps the report draws (see the module docstring)."""
     model.eval()
@@ -110,7 +111,7 @@ def evaluate(
             images = np.stack([vol.image + noise for (_, vol), noise in zip(chunk, noises)])
             if len(chunk) < batch_size:  # pad the last batch with a copy; its outputs are dropped
                 images = np.concatenate([images, np.repeat(images[-1:], batch_size - len(chunk), axis=0)])
-            out = model(to_device(torch.from_numpy(images), device))
+            out = forward(model, to_device(torch.from_numpy(images), device), precision=precision)
             pred = loss_fn.predict(out)
             cam = out.aux.get("cam")
             for i, ((case, vol), noise) in enumerate(zip(chunk, noises)):

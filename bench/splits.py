@@ -17,7 +17,7 @@ import numpy as np
 from bench.data.manifest import Case
 from bench.errors import ConfigError, DataError, LeakageError
 
-__all__ = ["Splits", "make_splits", "check_no_leakage", "read_splits", "load_or_create_splits"]
+__all__ = ["Splits", "make_splits", "check_no_leakage", "read_splits", "load_or_create_splits", "inner_splits"]
 
 
 @dataclass(frozen=True)
@@ -119,3 +119,30 @@ def load_or_create_splits(path: Path, cases: list[Case], folds: int, seed: int, 
     tmp.write_text(json.dumps(splits.to_json(), indent=1))
     tmp.replace(path)
     return splits
+
+
+def inner_splits(splits, fold: int, cases: list, inner_folds: int):
+    """The inner folds of outer fold ``fold``: (inner :class:`~bench.splits.Splits`, the outer training cases).
+
+    Made from the outer training set only, grouped by patient and stratified by label, seeded by the
+    study's ``split_seed`` (the outer splits' seed) and the fold. Raises :class:`~bench.errors.LeakageError` if an inner set holds a scan of an
+    outer test patient (impossible by construction; checked so that it stays impossible).
+    """
+    outer_train, outer_test = splits.train_test(fold, cases)
+    try:
+        inner = make_splits(outer_train, inner_folds, splits.seed * 1000 + fold, f"{splits.hash}/fold_{fold}")
+    except DataError as exc:
+        raise DataError(f"outer fold {fold}: cannot make {inner_folds} inner folds of its {len(outer_train)} "
+                        f"training scans: {exc}") from None
+    held_out = {c.patient_id for c in outer_test}
+    by_id = {c.scan_id: c for c in cases}
+    for j, ids in enumerate(inner.test):  # what the inner folds list, not what train_test would filter to
+        leaked = sorted({by_id[s].patient_id for s in ids if s in by_id} & held_out)
+        if leaked:
+            raise LeakageError(f"outer fold {fold}, inner fold {j}: outer test patient(s) {', '.join(leaked[:5])} "
+                               "in the inner folds")
+    listed = {s for ids in inner.test for s in ids}
+    if listed != {c.scan_id for c in outer_train}:
+        raise LeakageError(f"outer fold {fold}: the inner folds do not partition its training scans "
+                           f"({len(listed)} listed, {len(outer_train)} training scans)")
+    return inner, outer_train

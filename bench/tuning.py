@@ -52,7 +52,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError, ConfigError, DataError, LeakageError
+from bench.errors import BenchError, ConfigError
+from bench.splits import inner_splits
 from bench.store import read_json, write_json_atomic
 
 __all__ = ["Search", "make_search", "inner_splits", "make_storage", "open_fold_study", "work", "export_results",
@@ -157,35 +158,6 @@ def make_search(study, profile, data, splits, runs_root: Path, *, trials: int | 
         manifest=str(data.manifest), cache_dir=str(data.cache_dir),
         splits_path=str(Path(runs_root) / study.name / "splits.json"),
     )
-
-
-def inner_splits(splits, fold: int, cases: list, inner_folds: int):
-    """The inner folds of outer fold ``fold``: (inner :class:`~bench.splits.Splits`, the outer training cases).
-
-    Made from the outer training set only, grouped by patient and stratified by label, seeded by the
-    study's ``split_seed`` (the outer splits' seed) and the fold. Raises :class:`~bench.errors.LeakageError` if an inner set holds a scan of an
-    outer test patient (impossible by construction; checked so that it stays impossible).
-    """
-    from bench.splits import make_splits
-
-    outer_train, outer_test = splits.train_test(fold, cases)
-    try:
-        inner = make_splits(outer_train, inner_folds, splits.seed * 1000 + fold, f"{splits.hash}/fold_{fold}")
-    except DataError as exc:
-        raise DataError(f"outer fold {fold}: cannot make {inner_folds} inner folds of its {len(outer_train)} "
-                        f"training scans: {exc}") from None
-    held_out = {c.patient_id for c in outer_test}
-    by_id = {c.scan_id: c for c in cases}
-    for j, ids in enumerate(inner.test):  # what the inner folds list, not what train_test would filter to
-        leaked = sorted({by_id[s].patient_id for s in ids if s in by_id} & held_out)
-        if leaked:
-            raise LeakageError(f"outer fold {fold}, inner fold {j}: outer test patient(s) {', '.join(leaked[:5])} "
-                               "in the inner folds")
-    listed = {s for ids in inner.test for s in ids}
-    if listed != {c.scan_id for c in outer_train}:
-        raise LeakageError(f"outer fold {fold}: the inner folds do not partition its training scans "
-                           f"({len(listed)} listed, {len(outer_train)} training scans)")
-    return inner, outer_train
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -350,7 +322,8 @@ def run_trial(search: Search, fold: int, trial, data_cache: dict, on_epoch: Call
 
         def validate(row: dict[str, Any], j=j, ival=ival, val_volumes=val_volumes, model=model, loss_fn=loss_fn,
                      current=current) -> None:
-            result = evaluate(model, loss_fn, ival, val_volumes, sigmas=(0.0,), device=device)
+            result = evaluate(model, loss_fn, ival, val_volumes, sigmas=(0.0,), device=device,
+                              precision=search.profile.get("precision", "fp32"))
             value, metrics = objective_value(result.rows, search.objective)
             current.update(value=value, metrics=metrics)
             estimate = (sum(finals) + value) / (j + 1)
@@ -365,7 +338,10 @@ def run_trial(search: Search, fold: int, trial, data_cache: dict, on_epoch: Call
 
         try:
             train(model, loss_fn, loader, task=get_task(search.kind), method=search.method, epochs=epochs,
-                  lr=search.profile["lr"], training=training, device=device, on_epoch=validate)
+                  lr=search.profile["lr"], training=training, device=device,
+                  schedule=search.profile.get("schedule", "plateau"), warmup=search.profile.get("warmup", 0.0),
+                  decay=search.profile.get("decay", 1.0), precision=search.profile.get("precision", "fp32"),
+                  on_epoch=validate)
         except TrainingDiverged as exc:
             raise TrialFailed(f"inner fold {j + 1}: {exc}") from None
         finals.append(current["value"])

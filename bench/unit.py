@@ -19,7 +19,10 @@ import numpy as np
 from bench.spec import UnitSpec, code_version
 from bench.store import DONE, FAILED, SPEC, write_json_atomic
 
-__all__ = ["run_unit", "Event", "training_setup"]
+__all__ = ["run_unit", "Event", "training_setup", "validation_metrics", "VALIDATION_METRICS"]
+
+#: What a unit's validation split reports after every epoch (history.csv columns ``val_<name>``).
+VALIDATION_METRICS = ("auc", "acc", "dsc", "dsc_lesion")
 
 Event = Callable[[dict[str, Any]], None]
 
@@ -65,6 +68,18 @@ def training_setup(method_name: str, model_args, weights, profile, training, tra
     return model, method.make_loss(weights).to(device), loader
 
 
+def validation_metrics(model, loss_fn, cases, volumes, *, device, precision: str = "fp32") -> dict[str, float]:
+    """``val_<metric>`` for :data:`VALIDATION_METRICS` the model's heads allow, on noise-free validation scans."""
+    import pandas as pd
+
+    from bench.aggregate import case_metrics
+    from bench.evaluate import evaluate
+
+    metrics = case_metrics(pd.DataFrame(evaluate(model, loss_fn, cases, volumes, sigmas=(0.0,), device=device,
+                                                 precision=precision).rows))
+    return {f"val_{name}": float(metrics[name]) for name in VALIDATION_METRICS if name in metrics}
+
+
 def _train_and_evaluate(spec: UnitSpec, directory: Path, emit: Event) -> dict[str, Any]:
     import pandas as pd
     import torch
@@ -74,7 +89,7 @@ def _train_and_evaluate(spec: UnitSpec, directory: Path, emit: Event) -> dict[st
     from bench.data.manifest import read_manifest
     from bench.evaluate import evaluate
     from bench.loop import train
-    from bench.splits import read_splits
+    from bench.splits import inner_splits, read_splits
     from bench.study import Training
     from bench.tasks import get_task
 
@@ -86,26 +101,36 @@ def _train_and_evaluate(spec: UnitSpec, directory: Path, emit: Event) -> dict[st
     if splits.hash != spec.split_hash:
         raise RuntimeError(f"{spec.splits_path}: split hash {splits.hash} differs from the planned {spec.split_hash}")
     train_cases, test_cases = splits.train_test(spec.fold, cases)
+    val_cases: list = []
+    if training.validate:  # learning curves on a validation split of the training fold, never the test fold
+        inner, _ = inner_splits(splits, spec.fold, cases, training.validate)
+        train_cases, val_cases = inner.train_test(0, train_cases)
     cache = Path(spec.cache_dir)
     device = _device()
+    precision = profile.get("precision", "fp32")
     model, loss_fn, loader = training_setup(spec.method, spec.model_args, spec.weights, profile, training, train_cases,
                                             cache, spec.seed * 1000 + spec.fold, device)
     n_params = sum(p.numel() for p in model.parameters())
     history_rows: list[dict[str, Any]] = []
+    val_volumes = load_volumes(cache, val_cases) if val_cases else []
 
     def on_epoch(row: dict[str, Any]) -> None:
+        if val_cases:
+            row.update(validation_metrics(model, loss_fn, val_cases, val_volumes, device=device, precision=precision))
+            model.train()
         history_rows.append(row)
         pd.DataFrame(history_rows).to_csv(directory / "history.csv", index=False)
         emit({"type": "epoch", "epoch": row["epoch"], "loss": row["loss"]})
 
     start = time.perf_counter()
     train(model, loss_fn, loader, task=task, method=spec.method, epochs=profile["epochs"], lr=profile["lr"],
-          training=training, device=device, on_epoch=on_epoch)
+          training=training, device=device, schedule=profile.get("schedule", "plateau"),
+          warmup=profile.get("warmup", 0.0), decay=profile.get("decay", 1.0), precision=precision, on_epoch=on_epoch)
     train_seconds = time.perf_counter() - start
     emit({"type": "evaluate", "cases": len(test_cases)})
     start = time.perf_counter()
     result = evaluate(model, loss_fn, test_cases, load_volumes(cache, test_cases), sigmas=spec.noise, device=device,
-                      noise_units=spec.noise_units)
+                      noise_units=spec.noise_units, precision=precision)
     eval_seconds = time.perf_counter() - start
     frame = pd.DataFrame(result.rows)
     frame.insert(0, "study", spec.study)
@@ -124,7 +149,7 @@ def _train_and_evaluate(spec: UnitSpec, directory: Path, emit: Event) -> dict[st
         torch.save(model.state_dict(), directory / "model.pt")
     return {"params": n_params, "train_seconds": train_seconds, "eval_seconds": eval_seconds,
             "epochs": profile["epochs"], "device": str(device), "test_cases": len(test_cases),
-            "train_cases": len(train_cases)}
+            "train_cases": len(train_cases), "validation_cases": len(val_cases)}
 
 
 def run_unit(spec_data: dict[str, Any], directory: str, emit: Event | None = None) -> dict[str, Any]:
