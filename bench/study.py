@@ -50,6 +50,7 @@ STUDY_KEYS = {
     "alpha": "significance level (default 0.05)",
     "arms": "the arms (name → method, model_args, weights, label)",
     "tune": "the loss-weight search of `bench tune` (arm, weights, objective, trials, inner_folds, pruner, ...)",
+    "pass_criteria": "metric → the value each arm must reach (learnability; the report says pass / fail per arm)",
 }
 ARM_KEYS = ("method", "label", "model_args", "weights")
 DATASET_KEYS = ("name", "options")
@@ -125,6 +126,7 @@ class Training:
     rotate_prob: float = 0.5
     rotate_degrees: float = 15.0
     checkpoint: bool = True
+    validate: int = 0  # k ≥ 2: hold out one of k inner folds of the training fold and evaluate it every epoch
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,7 @@ class Study:
     alpha: float = 0.05
     noise_units: str = "range"
     tune: TuneSpec | None = None
+    pass_criteria: Mapping[str, float] = field(default_factory=dict)
 
     def arm(self, name: str) -> Arm:
         for arm in self.arms:
@@ -270,6 +273,9 @@ def _training(r: _Reader, data: Any) -> Training:
     for key in ("flip_prob", "rotate_prob", "plateau_factor"):
         if not 0 <= getattr(training, key) <= 1:
             raise r.fail(f"training.{key}", f"expected a value in [0, 1], got {getattr(training, key)}")
+    if training.validate == 1:
+        raise r.fail("training.validate", "expected 0 (no validation split) or a number of inner folds k >= 2 "
+                                          "(one of them, 1/k of the training fold's patients, is the validation split)")
     return training
 
 
@@ -433,6 +439,11 @@ def parse_study(path: Path, data: dict[str, Any], methods=None) -> Study:
     alpha = r.typed("alpha", data.get("alpha", 0.05), float, minimum=0.0)
     if not 0 < alpha < 1:
         raise r.fail("alpha", f"expected a value in (0, 1), got {alpha}")
+    criteria = r.mapping("pass_criteria", data.get("pass_criteria"))
+    for m, value in criteria.items():
+        if m not in METRICS:
+            raise r.fail(f"pass_criteria.{m}", f"unknown metric '{m}'{did_you_mean(str(m), METRICS)}; expected one of {', '.join(METRICS)}")
+        criteria[m] = r.typed(f"pass_criteria.{m}", value, float)
     study = Study(
         name=path.stem,
         path=path,
@@ -454,6 +465,7 @@ def parse_study(path: Path, data: dict[str, Any], methods=None) -> Study:
         correction=correction,
         alpha=alpha,
         tune=_tune(r, data.get("tune"), arms, methods),
+        pass_criteria=dict(criteria),
     )
     study.resolve_profile()  # validates overrides now, not at run time
     return study

@@ -129,8 +129,13 @@ class Tracker:
         if not path.exists():
             return []
         history = pd.read_csv(path)
-        return [Metric(f"train/{col}", float(row[col]), now, int(row["epoch"]))
-                for _, row in history.iterrows() for col in history.columns if col != "epoch"]
+
+        def key(col: str) -> str:  # validation-split columns (val_<metric>) as val/<metric>, the rest as train/<col>
+            return f"val/{col[4:]}" if col.startswith("val_") else f"train/{col}"
+
+        return [Metric(key(col), float(row[col]), now, int(row["epoch"]))
+                for _, row in history.iterrows() for col in history.columns
+                if col != "epoch" and pd.notna(row[col])]
 
     @staticmethod
     def _final_metrics(path: Path, now: int) -> list:

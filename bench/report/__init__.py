@@ -7,6 +7,8 @@ second underlined, † for arms significantly different from the reference), ``s
 (noise grid; :mod:`bench.report.reliability`), ``uncertainty.md``/``.csv`` (calibration and uncertainty),
 ``overlays.png``/``.pdf``, ``cams.png``/``.pdf`` and ``uncertainty_maps.png``/``.pdf`` (:mod:`bench.report.maps`),
 ``tuning.md``/``.csv`` and ``tuning.png``/``.pdf`` (a study's loss-weight search; :mod:`bench.report.tuning`),
+``learning.csv``/``learning.png``/``.pdf`` and ``learnability.md``/``.csv`` (learning curves on validation splits
+and the pass / fail of ``pass_criteria``; :mod:`bench.report.learning`),
 ``report.md``, ``report.html`` and ``provenance.json``. ``reports/README.md`` indexes every study with a report.
 """
 
@@ -229,8 +231,12 @@ def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
         lines += ["## Lesion localisation maps", "", "The class-activation localisation map of the predicted "
                   "class (η-weighted mean of the three classification blocks' min–max-normalised CAMs) beside the "
                   "reference lesion mask, same cases and slices (seed 000 Fig. 12).", "", "![CAM maps](cams.png)", ""]
+    from bench.report.learning import learning_section
     from bench.report.tuning import tuning_section
 
+    learning_lines, learning_files = learning_section(study, study_root, out, folds, arms, labels)
+    lines += learning_lines
+    files += learning_files
     tuning_lines, tuning_files = tuning_section(study.name, runs_root, out)
     lines += tuning_lines
     files += tuning_files
