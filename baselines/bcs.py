@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from baselines.unet import UNET_CHANNELS
-from bench.blocks import conv_block, double_conv
+from bench.blocks import NORMS, conv_block, double_conv
+from bench.errors import ConfigError
 from bench.losses import JointLoss
 from bench.outputs import ModelOutput, prior_logit
 from bench.registry import register_method
@@ -36,15 +37,22 @@ class BCS(nn.Module):
         channels: encoder channels per level, full resolution first (each later level halves the size).
         prior: initial lesion probability of every voxel (the suite's prior initialisation,
             :class:`bench.outputs.SegmentationNet`).
+        cls_norm: the norm of the deepest encoder level, whose average pool the classifier reads: ``batch``
+            (default) or ``instance`` (the suite's first version, whose pooled features are the same for every
+            scan, :mod:`bench.blocks`).
     """
 
-    def __init__(self, in_channels: int, num_classes: int, channels=UNET_CHANNELS, *, prior: float = 0.01) -> None:
+    def __init__(self, in_channels: int, num_classes: int, channels=UNET_CHANNELS, *, prior: float = 0.01,
+                 cls_norm: str = "batch") -> None:
         super().__init__()
         if len(channels) < 2:
             raise ValueError(f"BCS: channels needs at least two levels, got {tuple(channels)}")
+        last = len(channels) - 2
         self.encoder = nn.ModuleList(
             [double_conv(in_channels, channels[0])]
-            + [nn.Sequential(conv_block(a, b, stride=2), conv_block(b, b)) for a, b in zip(channels, channels[1:])]
+            + [nn.Sequential(conv_block(a, b, stride=2, norm=cls_norm if i == last else "instance"),
+                             conv_block(b, b, norm=cls_norm if i == last else "instance"))
+               for i, (a, b) in enumerate(zip(channels, channels[1:]))]
         )
         self.up = nn.ModuleList(nn.ConvTranspose3d(b, a, 2, stride=2) for a, b in zip(channels, channels[1:]))
         self.decoder = nn.ModuleList(double_conv(2 * a, a) for a in channels[:-1])
@@ -71,6 +79,8 @@ class BCS(nn.Module):
     search_space={"dice": (0.1, 10.0), "ce": (0.1, 10.0)},
     size_multiple=16,
 )
-def bcs(in_channels: int, num_classes: int, spatial_size: int, width: float):
+def bcs(in_channels: int, num_classes: int, spatial_size: int, width: float, *, cls_norm: str = "batch"):
     """BCS-style (Yang 2017): shared 3D U-Net encoder, U-Net decoder + GAP/FC classifier; CE + Dice."""
-    return BCS(in_channels, num_classes, scaled_channels(UNET_CHANNELS, width))
+    if cls_norm not in NORMS:
+        raise ConfigError(f"method 'bcs': model_args.cls_norm must be one of {', '.join(NORMS)}; got {cls_norm!r}")
+    return BCS(in_channels, num_classes, scaled_channels(UNET_CHANNELS, width), cls_norm=cls_norm)

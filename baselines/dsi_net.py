@@ -39,8 +39,14 @@ Other decisions taken here:
 * Widths are reduced from Xception's (2048/1024/256) to 32/64/128/256 channels at S/2, S/4, S/8, S/8
   (exit), ASPP 128, low-level projection 24, heads 128, classifier 256, 32 prototype channels — all at
   width 1 and scaled by ``width``.
-* Normalisation is InstanceNorm (batch 2); the prototype MLP uses LayerNorm where the official code
-  applies BatchNorm across the 2–3 class prototypes.
+* Normalisation is InstanceNorm (batch 2), except in the classifier head, whose output is average-pooled:
+  BatchNorm there, as the official ``cls_head`` (``cls_norm``; an InstanceNorm before the pooling makes
+  the pooled features the same for every scan, :mod:`bench.blocks`); ``cls_norm: instance`` gives the
+  suite's first version. The prototype MLP uses LayerNorm where the official code applies BatchNorm
+  across the 2–3 class prototypes.
+* The segmentation heads' dropouts are element-wise (``nn.Dropout(0.5)`` and ``(0.1)``), as the official
+  heads; a first version used channel-wise ``Dropout3d``, which at 64 head channels drops whole feature
+  maps. The category-guided feature module keeps channel-wise dropout.
 * ASPP dilations: the official 6/12/18 on a 32-position feature map (256 px at output stride 8) are
   scaled to the 3D map: ``max(1, round(g · r / 32))`` for a grid of g positions per axis (1/2/3 at 48³,
   4/8/11 at 160³). Likewise K, the number of mined prototypes, keeps the official ratio of 100 per
@@ -57,7 +63,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.blocks import ResidualBlock, conv_block, pointwise_block, separable_block
+from bench.blocks import NORMS, ResidualBlock, conv_block, pointwise_block, separable_block
+from bench.errors import ConfigError
 from bench.losses import MethodLoss, soft_dice_loss
 from bench.outputs import ModelOutput, prior_logit
 from bench.registry import register_method
@@ -226,7 +233,7 @@ class CategoryGuidedFeatures(nn.Module):
 
 
 def _seg_head(cin: int, mid: int, prior: float) -> nn.Sequential:
-    head = nn.Sequential(conv_block(cin, mid), nn.Dropout3d(0.5), conv_block(mid, mid), nn.Dropout3d(0.1),
+    head = nn.Sequential(conv_block(cin, mid), nn.Dropout(0.5), conv_block(mid, mid), nn.Dropout(0.1),
                          nn.Conv3d(mid, 2, 1))
     with torch.no_grad():
         head[-1].bias.copy_(torch.tensor([0.0, prior_logit(prior)]))
@@ -242,10 +249,11 @@ class DSINet(nn.Module):
         spatial_size: input size S (sets K and the ASPP dilations); divisible by 8.
         width: channel multiplier.
         k: mined prototypes per region (default: the official ratio, module docstring).
+        cls_norm: the classifier head's norm, ``batch`` (official) or ``instance``.
     """
 
     def __init__(self, in_channels: int, num_classes: int, spatial_size: int, width: float = 1.0, *,
-                 k: int | None = None, prior: float = 0.01) -> None:
+                 k: int | None = None, prior: float = 0.01, cls_norm: str = "batch") -> None:
         super().__init__()
         if spatial_size % 8:
             raise ValueError(f"DSINet: spatial_size must be divisible by 8 (output stride 8), got {spatial_size}")
@@ -265,7 +273,7 @@ class DSINet(nn.Module):
         self.coarse_head = _seg_head(ca + cs, ch, prior)
         self.fine_head = _seg_head(ca + cp + cs, ch, prior)
         self.llm = LesionLocationMining(c3, self.k)
-        self.cls_head = nn.Sequential(separable_block(c3, cc), separable_block(cc, cc), separable_block(cc, cc))
+        self.cls_head = nn.Sequential(*(separable_block(a, cc, norm=cls_norm) for a in (c3, cc, cc)))
         self.cls_predict = nn.Linear(cc, num_classes, bias=False)
         self.gpg = GlobalPrototypes(cc, cp)
         self.cfg = CategoryGuidedFeatures(ca, cp)
@@ -343,6 +351,9 @@ class DSINetLoss(MethodLoss):
     search_space={"ce": (0.1, 10.0), "fine": (0.1, 10.0), "coarse": (0.1, 10.0)},
     size_multiple=16,
 )
-def dsi_net(in_channels: int, num_classes: int, spatial_size: int, width: float, *, k: int | None = None):
+def dsi_net(in_channels: int, num_classes: int, spatial_size: int, width: float, *, k: int | None = None,
+            cls_norm: str = "batch"):
     """DSI-Net (Zhu 2021) in 3D: coarse/fine seg, lesion location mining, global prototypes, CFG."""
-    return DSINet(in_channels, num_classes, spatial_size, width, k=k)
+    if cls_norm not in NORMS:
+        raise ConfigError(f"method 'dsi_net': model_args.cls_norm must be one of {', '.join(NORMS)}; got {cls_norm!r}")
+    return DSINet(in_channels, num_classes, spatial_size, width, k=k, cls_norm=cls_norm)

@@ -73,7 +73,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.blocks import conv_block, pointwise_block, separable_block
+from bench.blocks import NORMS, conv_block, pointwise_block, separable_block
 from bench.errors import ConfigError
 from bench.evidential import dirichlet_alpha, evidential_loss, subjective_opinion
 from bench.losses import MethodLoss
@@ -267,11 +267,12 @@ class UncertaintyNavigator(nn.Module):
 class UncertaintyInstructor(nn.Module):
     """The classifier with (``enabled``) or without Eq. 6's instruction by the reliable segmentation feature."""
 
-    def __init__(self, cls_bottom: int, mixed_bottom: int, seg_top: int, num_classes: int, *, enabled: bool) -> None:
+    def __init__(self, cls_bottom: int, mixed_bottom: int, seg_top: int, num_classes: int, *, enabled: bool,
+                 norm: str = "batch") -> None:
         super().__init__()
         c = cls_bottom
-        self.head = nn.Sequential(separable_block(c + mixed_bottom, c), separable_block(c, c // 2),
-                                  separable_block(c // 2, c // 2), separable_block(c // 2, c))
+        self.head = nn.Sequential(separable_block(c + mixed_bottom, c, norm=norm), separable_block(c, c // 2, norm=norm),
+                                  separable_block(c // 2, c // 2, norm=norm), separable_block(c // 2, c, norm=norm))
         self.instruct = nn.Sequential(conv_block(seg_top, c), conv_block(c, c)) if enabled else None
         self.predict = nn.Linear(c, num_classes, bias=False)
 
@@ -292,10 +293,13 @@ class UML(nn.Module):
         mutual_decoder, un, ui: the Table 3 switches (MD, UN, UI).
         first_stride: 2 (default) starts both encoders at S/2, 1 at full size (the paper's layout).
         prior: initial lesion probability of the navigator outputs.
+        cls_norm: the norm of the classifier head before its average pooling: ``batch`` (the official code's
+            BatchNorm) or ``instance`` (the suite's first version; :mod:`bench.blocks` says why it fails).
     """
 
     def __init__(self, in_channels: int, num_classes: int, width: float = 1.0, *, mutual_decoder: bool = True,
-                 un: bool = True, ui: bool = True, first_stride: int = 2, prior: float = 0.01) -> None:
+                 un: bool = True, ui: bool = True, first_stride: int = 2, prior: float = 0.01,
+                 cls_norm: str = "batch") -> None:
         super().__init__()
         if un and not mutual_decoder:
             raise ValueError("un: true needs mutual_decoder: true — the Uncertainty Navigator reads the mutual "
@@ -328,7 +332,8 @@ class UML(nn.Module):
         else:
             self.mutual_ups, self.mutual_head = None, None
         self.navigator = UncertaintyNavigator(seg_ch, bottom_mixed, enabled=un, prior=prior)
-        self.instructor = UncertaintyInstructor(cls_ch[3], bottom_mixed, seg_ch[0], num_classes, enabled=ui)
+        self.instructor = UncertaintyInstructor(cls_ch[3], bottom_mixed, seg_ch[0], num_classes, enabled=ui,
+                                                norm=cls_norm)
 
     @staticmethod
     def _encode(stages: nn.ModuleList, x: torch.Tensor) -> list[torch.Tensor]:
@@ -417,10 +422,12 @@ def _flag(name: str, value) -> bool:
     size_multiple=16,
 )
 def uml(in_channels: int, num_classes: int, spatial_size: int, width: float, *, mutual_decoder: bool = True,
-        un: bool = True, ui: bool = True, first_stride: int = 2) -> UML:
+        un: bool = True, ui: bool = True, first_stride: int = 2, cls_norm: str = "batch") -> UML:
     """UML (Ren 2023): two encoders, feature mixer, evidential mutual decoder, Uncertainty Navigator and Instructor."""
     flags = {"mutual_decoder": _flag("mutual_decoder", mutual_decoder), "un": _flag("un", un), "ui": _flag("ui", ui)}
+    if cls_norm not in NORMS:
+        raise ConfigError(f"method 'uml': model_args.cls_norm must be one of {', '.join(NORMS)}; got {cls_norm!r}")
     try:
-        return UML(in_channels, num_classes, width, first_stride=first_stride, **flags)
+        return UML(in_channels, num_classes, width, first_stride=first_stride, cls_norm=cls_norm, **flags)
     except ValueError as exc:  # the class checks its switches; the study file names them as model_args
         raise ConfigError(f"method 'uml': model_args: {exc}") from None
