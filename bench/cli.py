@@ -359,14 +359,19 @@ def tune(study: str, profile: str | None, jobs: int, threads: int | None, storag
 @click.option("--steps", type=click.IntRange(min=1), default=3, show_default=True, help="Timed repetitions after a warm-up.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Torch threads (CPU).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True)
-def perf(study: str | None, methods: tuple[str, ...], profile: str | None, steps: int, threads: int, out: Path) -> None:
+@click.option("--levers", is_flag=True,
+              help="Measure the speed levers (bf16 autocast, torch.compile, augmentation, to-device) instead; "
+                   "default methods: unet3d, joint_model, resnet34.")
+def perf(study: str | None, methods: tuple[str, ...], profile: str | None, steps: int, threads: int, out: Path,
+         levers: bool) -> None:
     """Measure parameters, FLOPs, training-step time, inference time and peak memory of every arm.
 
     \b
     Writes reports/<study>/efficiency_<profile>.md and .csv (with --method: reports/methods/);
-    `bench report` includes a study's table.
+    `bench report` includes a study's table. With --levers: reports/methods/levers_<profile>.md and .csv.
     Examples: bench perf --study smoke --profile cpu
               bench perf --method all --profile cpu
+              bench perf --levers --profile cpu --steps 5
     """
     import pandas as pd
 
@@ -375,6 +380,9 @@ def perf(study: str | None, methods: tuple[str, ...], profile: str | None, steps
     from bench.progress import counter_bar
     from bench.study import load_study
 
+    if levers:
+        _perf_levers(methods, profile, steps, threads, out)
+        return
     if bool(study) == bool(methods):
         raise click.UsageError("give either --study NAME or --method NAME (repeatable), not both")
     if study:
@@ -393,6 +401,26 @@ def perf(study: str | None, methods: tuple[str, ...], profile: str | None, steps
     click.echo(table, nl=False)
     if any("error" in r for r in rows):
         sys.exit(1)
+
+
+def _perf_levers(methods: tuple[str, ...], profile: str | None, steps: int, threads: int, out: Path) -> None:
+    import pandas as pd
+
+    from bench.levers import DEFAULT_LEVER_METHODS, LEVERS, levers_markdown, measure_levers
+    from bench.perf import method_arms
+    from bench.profiles import get_profile
+    from bench.progress import counter_bar
+
+    names = [a.method for a in method_arms(list(methods))] if methods else list(DEFAULT_LEVER_METHODS)
+    prof = get_profile(profile or "cpu")
+    update, _ = counter_bar(_console(), f"measuring {len(LEVERS)} levers × {len(names)} method(s) at {prof.name}")
+    rows, data = measure_levers(names, prof, steps=steps, threads=threads, progress=update)
+    target = out / "methods"
+    target.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(target / f"levers_{prof.name}.csv", index=False)
+    table = levers_markdown(rows, data, prof, threads=threads, steps=steps)
+    (target / f"levers_{prof.name}.md").write_text(table)
+    click.echo(table, nl=False)
 
 
 @cli.command()
