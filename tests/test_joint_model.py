@@ -89,11 +89,11 @@ def test_share_switch_builds_the_named_branches(share):
     assert out.seg_logits.shape == (2, 1, 32, 32, 32) and out.cls_logits.shape == (2, 2)
 
 
-def _seg_to_cls_dependence(lgm: str) -> tuple[float, bool]:
+def _seg_to_cls_dependence(lgm: str, guide_grad: bool = True) -> tuple[float, bool]:
     """How much the class logits move when only the segmentation output changes, and whether the
-    segmentation subnetwork receives gradient from the class logits."""
+    segmentation subnetwork receives gradient from the class logits (``guide_grad``: the paper's graph)."""
     torch.manual_seed(0)
-    model = JointModel(1, 2, WIDTH, lgm=lgm).eval()
+    model = JointModel(1, 2, WIDTH, lgm=lgm, guide_grad=guide_grad).eval()
     image = torch.randn(2, 1, 32, 32, 32)
     with torch.no_grad():
         before = model(image).cls_logits.clone()
@@ -119,6 +119,9 @@ def test_other_lgm_modes_pass_the_segmentation_output_to_the_classifier(lgm):
     change, reached = _seg_to_cls_dependence(lgm)
     assert change > 1e-6
     assert reached
+    # the suite's default detaches P: the same forward path, no gradient into the segmentation
+    change_detached, reached_detached = _seg_to_cls_dependence(lgm, guide_grad=False)
+    assert change_detached == pytest.approx(change) and not reached_detached
 
 
 @pytest.mark.parametrize("mode", ["full", "dot", "concat", "add", "none"])
@@ -176,7 +179,7 @@ def test_minmax_is_per_sample():
 
 def test_cross_task_loss_sends_gradients_into_both_subnetworks():
     torch.manual_seed(0)
-    model = JointModel(1, 2, WIDTH)
+    model = JointModel(1, 2, WIDTH, cross_grad="both")  # Eq. 11 as written (the default stops it at S_i)
     batch = _batch(32)
     loss, terms = JointModelLoss(seg=0.0, cls=0.0, cross=1.0)(model(batch["image"]), batch, progress=0.0)
     assert terms["cross"] > 0 and float(loss.detach()) == pytest.approx(terms["cross"], rel=1e-5)

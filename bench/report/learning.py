@@ -72,14 +72,15 @@ def _plot(curves: pd.DataFrame, columns: list[str], arms: list[str], labels: dic
                 continue
             colour = OKABE_ITO[i % len(OKABE_ITO)]
             spread = part[f"{column}_std"].fillna(0.0).to_numpy(dtype=float)
-            ax.plot(part["epoch"], values, color=colour, label=labels[arm], linewidth=1.4)
+            style = ("-", "--", ":")[(i // len(OKABE_ITO)) % 3]  # more arms than colours: vary the line
+            ax.plot(part["epoch"], values, color=colour, linestyle=style, label=labels[arm], linewidth=1.4)
             ax.fill_between(part["epoch"], values - spread, values + spread, color=colour, alpha=0.15, linewidth=0)
         ax.set_title(_panel_title(column), fontsize=9)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     handles, names = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=min(len(names), 4), fontsize=7, frameon=False)
-    fig.suptitle(f"{title}: learning curves (mean ± std over folds)", fontsize=10)
+    fig.suptitle(f"{title} — learning curves (mean ± std over folds)", fontsize=10)
     fig.tight_layout(rect=(0, 0.08 + 0.04 * math.ceil(len(names) / 4), 1, 0.95))
     return save_figure(fig, out, "learning")
 
