@@ -18,8 +18,7 @@ import torch
 from torch import nn
 
 from baselines.unet import UNET_CHANNELS
-from bench.blocks import NORMS, conv_block, double_conv
-from bench.errors import ConfigError
+from bench.blocks import check_norm, conv_block, double_conv
 from bench.losses import JointLoss
 from bench.outputs import ModelOutput, prior_logit
 from bench.registry import register_method
@@ -81,6 +80,5 @@ class BCS(nn.Module):
 )
 def bcs(in_channels: int, num_classes: int, spatial_size: int, width: float, *, cls_norm: str = "batch"):
     """BCS-style (Yang 2017): shared 3D U-Net encoder, U-Net decoder + GAP/FC classifier; CE + Dice."""
-    if cls_norm not in NORMS:
-        raise ConfigError(f"method 'bcs': model_args.cls_norm must be one of {', '.join(NORMS)}; got {cls_norm!r}")
+    check_norm("bcs", "cls_norm", cls_norm)
     return BCS(in_channels, num_classes, scaled_channels(UNET_CHANNELS, width), cls_norm=cls_norm)

@@ -63,8 +63,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.blocks import NORMS, ResidualBlock, conv_block, pointwise_block, separable_block
-from bench.errors import ConfigError
+from bench.blocks import ResidualBlock, check_norm, conv_block, pointwise_block, separable_block
 from bench.losses import MethodLoss, soft_dice_loss
 from bench.outputs import ModelOutput, prior_logit
 from bench.registry import register_method
@@ -354,6 +353,5 @@ class DSINetLoss(MethodLoss):
 def dsi_net(in_channels: int, num_classes: int, spatial_size: int, width: float, *, k: int | None = None,
             cls_norm: str = "batch"):
     """DSI-Net (Zhu 2021) in 3D: coarse/fine seg, lesion location mining, global prototypes, CFG."""
-    if cls_norm not in NORMS:
-        raise ConfigError(f"method 'dsi_net': model_args.cls_norm must be one of {', '.join(NORMS)}; got {cls_norm!r}")
+    check_norm("dsi_net", "cls_norm", cls_norm)
     return DSINet(in_channels, num_classes, spatial_size, width, k=k, cls_norm=cls_norm)

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from monai.networks.nets import UNet
 
-from bench.blocks import NORMS
-from bench.errors import ConfigError
+from bench.blocks import check_norm
 from bench.losses import SegmentationLoss
 from bench.outputs import SegmentationNet
 from bench.registry import register_method
@@ -36,8 +35,6 @@ SEGMENTATION = {  # register_method settings of the Dice + CE segmentation basel
 def unet_backbone(in_channels: int, out_channels: int, width: float, num_res_units: int = 2,
                   norm: str = "instance") -> UNet:
     """MONAI's residual 3D UNet with the baseline's channels scaled by ``width``; ``norm``: instance | batch."""
-    if norm not in NORMS:
-        raise ConfigError(f"model_args.norm must be one of {', '.join(NORMS)}; got {norm!r}")
     return UNet(spatial_dims=3, in_channels=in_channels, out_channels=out_channels,
                 channels=scaled_channels(UNET_CHANNELS, width), strides=(2, 2, 2, 2), num_res_units=num_res_units,
                 norm=norm.upper())
@@ -47,4 +44,4 @@ def unet_backbone(in_channels: int, out_channels: int, width: float, num_res_uni
 def unet3d(in_channels: int, num_classes: int, spatial_size: int, width: float, *, num_res_units: int = 2,
            norm: str = "batch"):
     """3D UNet (MONAI residual UNet, BatchNorm as the paper), 1-channel sigmoid lesion output."""
-    return SegmentationNet(unet_backbone(in_channels, 1, width, num_res_units, norm))
+    return SegmentationNet(unet_backbone(in_channels, 1, width, num_res_units, check_norm("unet3d", "norm", norm)))

@@ -14,9 +14,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["conv_block", "pointwise_block", "double_conv", "separable_block", "ResidualBlock", "norm3d", "NORMS"]
+from bench.errors import ConfigError
+
+__all__ = ["conv_block", "pointwise_block", "double_conv", "separable_block", "ResidualBlock", "norm3d", "NORMS",
+           "check_norm"]
 
 NORMS = ("instance", "batch")
+
+
+def check_norm(method: str, key: str, value: str) -> str:
+    """``value`` if it names a norm, else a :class:`~bench.errors.ConfigError` naming the method's ``model_args`` key."""
+    if value not in NORMS:
+        raise ConfigError(f"method '{method}': model_args.{key} must be one of {', '.join(NORMS)}; got {value!r}")
+    return value
 
 
 def norm3d(kind: str, channels: int) -> nn.Module:

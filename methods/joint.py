@@ -94,7 +94,7 @@ import torch.nn.functional as F
 from monai.networks.nets.swin_unetr import BasicLayer
 from torch import nn
 
-from bench.blocks import NORMS, ResidualBlock, conv_block, double_conv
+from bench.blocks import ResidualBlock, check_norm, conv_block, double_conv
 from bench.errors import ConfigError
 from bench.losses import MethodLoss, soft_dice_loss
 from bench.outputs import ModelOutput, prior_logit
@@ -402,7 +402,7 @@ def joint_model(in_channels: int, num_classes: int, spatial_size: int, width: fl
     """MS/NMOSD joint model (Huang 2024): shared conv+Swin, seg + cls subnetworks, LGM, cross-task CAM loss."""
     _choice("heads", heads, HEADS)
     _choice("share", share, SHARE_MODES)
-    _choice("cls_norm", cls_norm, NORMS)
+    check_norm("joint_model", "cls_norm", cls_norm)
     _choice("cross_grad", cross_grad, CROSS_GRADS)
     if not isinstance(guide_grad, bool):
         raise ConfigError(f"method 'joint_model': model_args.guide_grad must be true or false; got {guide_grad!r}")

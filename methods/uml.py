@@ -73,7 +73,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.blocks import NORMS, conv_block, pointwise_block, separable_block
+from bench.blocks import check_norm, conv_block, pointwise_block, separable_block
 from bench.errors import ConfigError
 from bench.evidential import dirichlet_alpha, evidential_loss, subjective_opinion
 from bench.losses import MethodLoss
@@ -425,8 +425,7 @@ def uml(in_channels: int, num_classes: int, spatial_size: int, width: float, *, 
         un: bool = True, ui: bool = True, first_stride: int = 2, cls_norm: str = "batch") -> UML:
     """UML (Ren 2023): two encoders, feature mixer, evidential mutual decoder, Uncertainty Navigator and Instructor."""
     flags = {"mutual_decoder": _flag("mutual_decoder", mutual_decoder), "un": _flag("un", un), "ui": _flag("ui", ui)}
-    if cls_norm not in NORMS:
-        raise ConfigError(f"method 'uml': model_args.cls_norm must be one of {', '.join(NORMS)}; got {cls_norm!r}")
+    check_norm("uml", "cls_norm", cls_norm)
     try:
         return UML(in_channels, num_classes, width, first_stride=first_stride, cls_norm=cls_norm, **flags)
     except ValueError as exc:  # the class checks its switches; the study file names them as model_args
