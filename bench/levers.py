@@ -14,15 +14,17 @@ Levers, each against the harness's default path (fp32, ``channels_last_3d`` on C
 
 Each (method, lever) is measured in a fresh spawned process with ``threads`` torch threads on random
 volumes at the profile's size, batch and width; times are medians over ``steps`` steps after two warm-up
-steps. A lever that fails (e.g. no compiler) is reported with its error, the others are measured.
+steps. A lever that fails (e.g. no compiler) is reported with its error, the others are measured. A lever
+that takes longer than ``timeout`` seconds (``torch.compile`` of a 3D network can take minutes on a CPU) is
+stopped and reported as timed out.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import statistics
-from pathlib import Path
 import time
+from pathlib import Path
 from typing import Any
 
 __all__ = ["LEVERS", "measure_lever", "measure_levers", "levers_markdown", "DEFAULT_LEVER_METHODS"]
@@ -102,7 +104,7 @@ def measure_data_path(profile: dict, steps: int, threads: int) -> dict[str, Any]
     rows = []
     for augment in (False, True):
         dataset = VolumeDataset(cases, volumes, augment=augment, flip_prob=1.0, rotate_prob=1.0, seed=0)
-        seconds = _median_time(lambda: [dataset[i] for i in range(batch)], steps, lambda: None)
+        seconds = _median_time(lambda dataset=dataset: [dataset[i] for i in range(batch)], steps, lambda: None)
         rows.append(("augment" if augment else "no augment", seconds))
     host = torch.randn(batch, 1, size, size, size)
     sync = (lambda: torch.cuda.synchronize()) if device.type == "cuda" else (lambda: None)
@@ -120,15 +122,30 @@ def _worker(args) -> dict[str, Any]:
         return {"method": method, "lever": lever, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"}
 
 
-def measure_levers(methods, profile, *, levers=LEVERS, steps: int = 5, threads: int = 1, progress=None):
-    """Every (method, lever) and the data path, each in a fresh spawned process, one after the other."""
+def _run_with_timeout(ctx, job, timeout: float | None) -> dict[str, Any]:
+    """``_worker(job)`` in a fresh process; past ``timeout`` seconds the process is killed and the row says so."""
+    pool = ctx.Pool(1)
+    try:
+        return pool.apply_async(_worker, (job,)).get(timeout)
+    except mp.TimeoutError:
+        return {"method": job[1], "lever": job[2], "error": f"timed out after {timeout:g} s"}
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def measure_levers(methods, profile, *, levers=LEVERS, steps: int = 5, threads: int = 1, progress=None,
+                   timeout: float | None = None):
+    """Every (method, lever) and the data path, each in a fresh spawned process, one after the other.
+
+    ``timeout``: seconds one (method, lever) may take, compile and warm-up included (None: no limit).
+    """
     ctx = mp.get_context("spawn")
     jobs = [("step", m, lever, profile.as_dict(), steps, threads) for m in methods for lever in levers]
     jobs.append(("data", "", "", profile.as_dict(), steps, threads))
     rows, data = [], {}
     for i, job in enumerate(jobs):
-        with ctx.Pool(1) as pool:
-            result = pool.apply(_worker, (job,))
+        result = _run_with_timeout(ctx, job, timeout)
         if job[0] == "data":
             data = result
         else:

@@ -13,7 +13,7 @@ from torch import nn
 
 from bench.blocks import ResidualBlock
 from bench.errors import ConfigError
-from bench.loop import forward, make_optimizer, train, warmup_cosine
+from bench.loop import forward, train, warmup_cosine
 from bench.profiles import PROFILES, Profile
 from bench.registry import METHODS, load_plugins
 from bench.study import Training
@@ -242,6 +242,18 @@ def test_levers_measure_every_lever_and_the_data_path():
     assert set(data["batch_s"]) == {"augment", "no augment", "to_device"}
     text = levers_markdown(rows, data, profile, threads=1, steps=1)
     assert "| unet3d | bf16 |" in text and "1.00×" in text and "augmentation costs" in text
+
+
+def test_a_lever_past_its_time_limit_is_stopped_and_reported():
+    import multiprocessing as mp
+
+    from bench.levers import _run_with_timeout, levers_markdown
+
+    profile = PROFILES["smoke"]
+    # A spawned worker must import torch before it can measure anything: it cannot answer within 10 ms.
+    row = _run_with_timeout(mp.get_context("spawn"), ("step", "unet3d", "compile", profile.as_dict(), 1, 1), 0.01)
+    assert row == {"method": "unet3d", "lever": "compile", "error": "timed out after 0.01 s"}
+    assert "| unet3d | compile | failed: timed out after 0.01 s |" in levers_markdown([row], {}, profile, threads=1, steps=1)
 
 
 def test_unet3d_uses_the_papers_batch_norm_with_instance_norm_one_flag_away():
