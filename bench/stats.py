@@ -1,4 +1,4 @@
-"""Paired significance tests (STATS.md). Every comparison in the suite is paired, on one split.
+"""Paired significance tests (docs/statistics.md). Every comparison in the suite is paired, on one split.
 
 | question | function |
 |---|---|
@@ -8,6 +8,7 @@
 | per-fold summaries, k folds × r repeats | :func:`corrected_ttest` (Nadeau & Bengio 2003) |
 | three or more methods | :func:`friedman` + pairwise Wilcoxon with Holm; :func:`nemenyi_cd` |
 | many comparisons | :func:`adjust` (Holm or Benjamini–Hochberg through statsmodels) |
+| one AUC's uncertainty | :func:`cluster_bootstrap_auc` (patients resampled with all their scans) |
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from scipy import stats as sps
 from bench.errors import BenchError
 
 __all__ = ["TestResult", "require_same_split", "wilcoxon_paired", "paired_bootstrap_ci", "delong_test", "mcnemar_exact",
-           "corrected_ttest", "friedman", "adjust", "nemenyi_cd", "average_ranks"]
+           "corrected_ttest", "friedman", "adjust", "nemenyi_cd", "average_ranks", "cluster_bootstrap_auc"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,30 @@ def paired_bootstrap_ci(a, b, *, n_boot: int = 2000, seed: int = 0, level: float
     means = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
     tail = (1 - level) / 2 * 100
     return float(d.mean()), float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
+def cluster_bootstrap_auc(labels, scores, clusters, *, n_boot: int = 2000, seed: int = 0,
+                          level: float = 0.95) -> tuple[float, float, float]:
+    """AUC of ``scores`` for ``labels`` (1 = positive) and its percentile bootstrap CI, resampling clusters.
+
+    A cluster is a patient: the scans of a longitudinal patient are not independent cases, so a resample draws
+    patients with replacement and takes every scan of each. Resamples holding one class only are redrawn.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y, s, groups = np.asarray(labels, int), np.asarray(scores, float), np.asarray(clusters)
+    if len(set(y.tolist())) < 2:
+        raise ValueError("an AUC needs both classes")
+    ids, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == i) for i in range(len(ids))]
+    rng = np.random.default_rng(seed)
+    draws: list[float] = []
+    while len(draws) < n_boot:
+        take = np.concatenate([members[i] for i in rng.integers(0, len(ids), len(ids))])
+        if y[take].min() != y[take].max():
+            draws.append(float(roc_auc_score(y[take], s[take])))
+    tail = (1 - level) / 2 * 100
+    return float(roc_auc_score(y, s)), float(np.percentile(draws, tail)), float(np.percentile(draws, 100 - tail))
 
 
 def wilcoxon_paired(a, b, *, n_boot: int = 2000, seed: int = 0) -> TestResult:

@@ -168,3 +168,16 @@ def test_calibration_table_without_evidential_arms(report):
     folds = pd.read_csv(report.directory / "folds.csv")
     clean = folds[(folds["arm"] == "mid") & (folds["sigma"] == 0)]
     assert table.loc[table["arm"] == "mid", "brier_mean"].item() == pytest.approx(clean["brier"].mean())
+
+
+def test_pooled_auc_carries_a_patient_bootstrap_interval(report):
+    from bench.stats import cluster_bootstrap_auc
+
+    per_case = pd.concat(pd.read_parquet(p) for p in report.directory.parent.parent.glob("runs/fab/good/*/*/per_case.parquet"))
+    clean = per_case[per_case.sigma == 0]
+    auc, low, high = cluster_bootstrap_auc(clean.label, clean.prob_nmosd, clean.patient_id)
+    table = pd.read_csv(report.directory / "table.csv").set_index("arm")
+    assert table.loc["good", "auc_pooled"] == pytest.approx(auc)
+    assert (table.loc["good", "auc_ci_low"], table.loc["good", "auc_ci_high"]) == pytest.approx((low, high))
+    text = (report.directory / "report.md").read_text()
+    assert f"Good {100 * auc:.1f} [{100 * low:.1f}, {100 * high:.1f}]" in text and "resamples of patients" in text

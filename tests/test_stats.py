@@ -5,10 +5,21 @@ import math
 import numpy as np
 import pytest
 from scipy import stats as sps
+from sklearn.metrics import roc_auc_score
 
 from bench.errors import BenchError
-from bench.stats import (adjust, average_ranks, corrected_ttest, delong_test, friedman, mcnemar_exact, nemenyi_cd,
-                         paired_bootstrap_ci, require_same_split, wilcoxon_paired)
+from bench.stats import (
+    adjust,
+    average_ranks,
+    corrected_ttest,
+    delong_test,
+    friedman,
+    mcnemar_exact,
+    nemenyi_cd,
+    paired_bootstrap_ci,
+    require_same_split,
+    wilcoxon_paired,
+)
 
 
 def _scores(seed=0, n=120):
@@ -114,3 +125,27 @@ def test_different_split_hashes_are_refused():
     assert require_same_split(["a", "a"], "a") == "a"
     with pytest.raises(BenchError, match="different splits"):
         require_same_split(["a"], ["b"])
+
+
+def test_cluster_bootstrap_auc_resamples_patients_not_scans():
+    from bench.stats import cluster_bootstrap_auc
+
+    rng = np.random.default_rng(3)
+    y = np.repeat([0, 1], 20)
+    s = y * 0.6 + rng.normal(0, 0.5, 40)
+    auc, low, high = cluster_bootstrap_auc(y, s, np.arange(40), n_boot=500)
+    assert auc == pytest.approx(roc_auc_score(y, s)) and low < auc < high
+    # Every patient scanned twice with the same result: resampling patients gives exactly the same interval
+    # (an AUC over duplicated pairs equals the AUC over the pairs), resampling scans a falsely narrow one.
+    y2, s2, patients = np.repeat(y, 2), np.repeat(s, 2), np.repeat(np.arange(40), 2)
+    assert cluster_bootstrap_auc(y2, s2, patients, n_boot=500) == pytest.approx((auc, low, high))
+    _, naive_low, naive_high = cluster_bootstrap_auc(y2, s2, np.arange(80), n_boot=500)
+    assert naive_high - naive_low < 0.8 * (high - low)
+
+
+def test_cluster_bootstrap_auc_of_a_perfect_ranking_is_one_and_one_class_is_refused():
+    from bench.stats import cluster_bootstrap_auc
+
+    assert cluster_bootstrap_auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9], [0, 1, 2, 3], n_boot=50) == (1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="both classes"):
+        cluster_bootstrap_auc([1, 1], [0.2, 0.3], [0, 1])

@@ -1,6 +1,6 @@
 """Reports: from run directories only to ``reports/<study>/`` (never imports models or the loop).
 
-Files: ``table.md``/``table.tex``/``table.csv`` (the seed's layout: mean ± std over folds, best bold,
+Files: ``table.md``/``table.tex``/``table.csv`` (the papers' layout: mean ± std over folds, best bold,
 second underlined, † for arms significantly different from the reference), ``significance.md``/``.csv``
 (every pairwise test), ``versus_reference.csv``, ``folds.csv``, ``roc.png``/``.pdf``,
 ``cd_<metric>.png``/``.pdf`` (three or more arms), ``noise.png``/``.pdf`` and ``noise_table.md``/``.tex``/``.csv``
@@ -112,7 +112,7 @@ def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
     from bench.report.reliability import noise_tables, uncertainty_table
     from bench.report.roc import plot_roc
     from bench.report.significance import friedman_summary, pairwise_table, versus_reference
-    from bench.report.tables import summary_table, to_latex, to_markdown
+    from bench.report.tables import auc_intervals, summary_table, to_latex, to_markdown
 
     study_root = Path(runs_root) / study.name
     per_case = collect_per_case(study_root)
@@ -134,6 +134,9 @@ def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
     (out / "table.md").write_text(markdown)
     (out / "table.tex").write_text(to_latex(table, label_list, study.metrics, caption, marks))
     table.insert(1, "label", label_list)
+    auc_lines, auc_frame = auc_intervals(per_case, arms, labels) if "auc" in study.metrics else ([], pd.DataFrame())
+    if len(auc_frame) and auc_frame["seed"].nunique() == 1:
+        table = table.merge(auc_frame[["arm", "auc_ci_low", "auc_ci_high"]], on="arm", how="left")
     table.to_csv(out / "table.csv", index=False)
     folds.to_csv(out / "folds.csv", index=False)
     pairwise.to_csv(out / "significance.csv", index=False)
@@ -180,7 +183,7 @@ def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
              f"after {correction} correction per metric (at most {n_comparisons} comparison(s) each). "
              f"Tests: {_tests_used(vs_ref, study.metrics) or 'none applicable'}. "
              f"{imputed} segmentation case-evaluations used the empty-mask policy (empty reference and/or empty "
-             "prediction; see `bench/metrics/seg.py`).", ""]
+             "prediction; see `bench/metrics/seg.py`).", "", *auc_lines]
     missing = sorted({a.name for a in study.arms} - set(arms))
     if missing:
         lines += [f"Arms without finished units (not shown): {', '.join(missing)}.", ""]
@@ -226,11 +229,11 @@ def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
         lines += ["## Segmentation overlays", "", "Test cases chosen per class by median reference lesion volume "
                   "(not by any arm's result); the axial slice with the most reference lesion voxels; each arm's "
                   "prediction at σ = 0 from the fold that held the case out. True positive red, false positive "
-                  "green, false negative yellow (seed 000 Fig. 10).", "", "![Overlays](overlays.png)", ""]
+                  "green, false negative yellow (joint-model paper Fig. 10).", "", "![Overlays](overlays.png)", ""]
     if out / "cams.png" in map_files:
         lines += ["## Lesion localisation maps", "", "The class-activation localisation map of the predicted "
                   "class (η-weighted mean of the three classification blocks' min–max-normalised CAMs) beside the "
-                  "reference lesion mask, same cases and slices (seed 000 Fig. 12).", "", "![CAM maps](cams.png)", ""]
+                  "reference lesion mask, same cases and slices (joint-model paper Fig. 12).", "", "![CAM maps](cams.png)", ""]
     from bench.report.learning import learning_section
     from bench.report.tuning import tuning_section
 

@@ -11,7 +11,7 @@ import pandas as pd
 
 from bench.metrics import METRICS
 
-__all__ = ["summary_table", "rank_marks", "to_markdown", "to_latex"]
+__all__ = ["summary_table", "rank_marks", "to_markdown", "to_latex", "auc_intervals"]
 
 
 def summary_table(folds: pd.DataFrame, pooled: pd.DataFrame, arms: Sequence[str], metrics: Sequence[str],
@@ -97,3 +97,32 @@ def to_latex(table: pd.DataFrame, labels: Sequence[str], metrics: Sequence[str],
                           **{latex_escape(h): v for h, v in cols.items()}}).replace("–", "--")
     return frame.style.hide(axis="index").to_latex(hrules=True, caption=latex_escape(caption), position="t",
                                 column_format="l" + "c" * len(cols), position_float="centering")
+
+
+def auc_intervals(per_case: pd.DataFrame, arms: Sequence[str], labels: dict[str, str], *, sigma: float = 0.0,
+                  n_boot: int = 2000) -> tuple[list[str], pd.DataFrame]:
+    """Each classifying arm's pooled out-of-fold AUC with a patient-level bootstrap 95 % CI
+    (:func:`bench.stats.cluster_bootstrap_auc`): the report's lines and a frame (arm, auc_pooled, ci_low, ci_high)."""
+    from bench.stats import cluster_bootstrap_auc
+
+    rows = []
+    for arm in arms:
+        part = per_case[(per_case["arm"] == arm) & (per_case["sigma"] == sigma)].dropna(subset=["prob_nmosd"])
+        part = part[part["label"].isin([0, 1])]
+        if part.empty or part["label"].nunique() < 2:
+            continue
+        for seed, rows_seed in part.groupby("seed", sort=True):
+            auc, low, high = cluster_bootstrap_auc(rows_seed["label"], rows_seed["prob_nmosd"], rows_seed["patient_id"],
+                                                   n_boot=n_boot)
+            rows.append({"arm": arm, "seed": seed, "auc_pooled": auc, "auc_ci_low": low, "auc_ci_high": high,
+                         "n_cases": len(rows_seed), "n_patients": rows_seed["patient_id"].nunique()})
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return [], frame
+    several = frame["seed"].nunique() > 1
+    cells = [f"{labels[r.arm]}{f' (seed {r.seed})' if several else ''} {100 * r.auc_pooled:.1f} "
+             f"[{100 * r.auc_ci_low:.1f}, {100 * r.auc_ci_high:.1f}]" for r in frame.itertuples()]
+    n = frame.iloc[0]
+    lines = [f"Pooled out-of-fold AUC (%) with a 95 % CI from {n_boot:,} bootstrap resamples of patients (all of a "
+             f"patient's scans together; {int(n.n_cases)} scans of {int(n.n_patients)} patients): " + "; ".join(cells) + ".", ""]
+    return lines, frame
