@@ -15,9 +15,9 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
-from bench.runner import PlannedUnit
+from bench.spec import PlannedUnit
 
-__all__ = ["execute", "default_threads", "terminate_pool"]
+__all__ = ["execute", "default_threads", "set_threads", "terminate_pool"]
 
 OnEvent = Callable[[PlannedUnit, dict[str, Any]], None]
 OnResult = Callable[[PlannedUnit, dict[str, Any]], None]
@@ -27,7 +27,8 @@ def default_threads(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(jobs, 1))
 
 
-def _set_threads(threads: int) -> None:
+def set_threads(threads: int) -> None:
+    """Torch (and OpenMP/MKL) threads of this process."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
     import torch
@@ -44,7 +45,7 @@ def _pool_unit(spec: dict, directory: str, index: int, events) -> dict[str, Any]
 def _inline(units: list[PlannedUnit], threads: int, on_event: OnEvent, on_result: OnResult) -> None:
     from bench.unit import run_unit
 
-    _set_threads(threads)
+    set_threads(threads)
     for unit in units:
         result = run_unit(unit.spec.to_json(), str(unit.directory), emit=lambda event, u=unit: on_event(u, event))
         on_result(unit, result)
@@ -54,7 +55,7 @@ def _pool(units: list[PlannedUnit], jobs: int, threads: int, on_event: OnEvent, 
     ctx = mp.get_context("spawn")
     with ctx.Manager() as manager:
         events = manager.Queue()
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_set_threads, initargs=(threads,))
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=set_threads, initargs=(threads,))
         futures: dict[Future, PlannedUnit] = {}
         try:
             for i, unit in enumerate(units):

@@ -14,7 +14,8 @@ from pathlib import Path
 from bench.data import PreparedData
 from bench.profiles import Profile
 from bench.registry import METHODS
-from bench.spec import UnitSpec
+from bench.search import make_search, tuned_weights
+from bench.spec import PlannedUnit, UnitSpec
 from bench.splits import Splits
 from bench.store import archive_stale, clear_partial, unit_dir, unit_status
 from bench.study import Study
@@ -22,13 +23,6 @@ from bench.study import Study
 __all__ = ["plan_units", "PlannedUnit", "Plan", "make_plan"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PlannedUnit:
-    spec: UnitSpec
-    directory: Path
-    status: str  # done | stale | failed | partial | missing
 
 
 @dataclass
@@ -59,8 +53,6 @@ def plan_units(study: Study, profile: Profile, data: PreparedData, splits: Split
     selected = [study.arm(a) for a in arms] if arms else list(study.arms)
     tuned, extra = {}, {}
     if any(arm.tuned for arm in selected):  # `weights: tuned`: each outer fold's best weights from `bench tune`
-        from bench.tuning import make_search, tuned_weights
-
         search = make_search(study, profile, data, splits, runs_root)
         tuned, extra = tuned_weights(runs_root, search), {"tuned_by_search": search.hash}
     units = []

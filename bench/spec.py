@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["UnitSpec", "code_version"]
+__all__ = ["UnitSpec", "PlannedUnit", "code_version"]
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,17 @@ def code_version() -> str:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
         if sha.returncode != 0:
             return __version__
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True,
+                               timeout=5)
         return f"{__version__}+{sha.stdout.strip()}{'-dirty' if dirty.stdout.strip() else ''}"
     except (OSError, subprocess.SubprocessError):
         return __version__
+
+
+@dataclass(frozen=True)
+class PlannedUnit:
+    """A unit of a plan: its spec, its run directory and what the directory holds."""
+
+    spec: UnitSpec
+    directory: Path
+    status: str  # done | stale | failed | partial | missing

@@ -41,123 +41,39 @@ Files under ``runs/<study>/tune/``: ``search.json`` (the resolved search), ``inn
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError, ConfigError
+from bench.executors import default_threads, set_threads
+from bench.search import (
+    BEST_FILE,
+    IMPORTANCE_FILE,
+    INNER_FILE,
+    SEARCH_FILE,
+    TRIALS_FILE,
+    Search,
+    make_search,
+    tune_dir,
+    tuned_weights,
+)
 from bench.splits import inner_splits
-from bench.store import read_json, write_json_atomic
+from bench.store import write_json_atomic
 
 __all__ = ["Search", "make_search", "inner_splits", "make_storage", "open_fold_study", "work", "export_results",
            "tuned_weights", "tune_dir", "SURPLUS", "ERROR_ATTR", "DEFAULT_GRACE"]
 
 log = logging.getLogger(__name__)
 
-SEARCH_FILE, BEST_FILE, TRIALS_FILE, IMPORTANCE_FILE, INNER_FILE = (
-    "search.json", "best.json", "trials.csv", "importances.csv", "inner_splits.json")
 SURPLUS = "bench.surplus"  # user attr of a trial asked beyond the budget (failed before training)
 ERROR_ATTR = "bench.error"  # user attr of a trial whose training failed (diverged, objective undefined)
 DEFAULT_GRACE = 60  # seconds without a heartbeat after which a running trial counts as dead
-
-
-def tune_dir(runs_root: Path, study: str) -> Path:
-    return Path(runs_root) / study / "tune"
-
-
-@dataclass(frozen=True)
-class Search:
-    """Everything a worker needs to run trials (JSON-able, like :class:`bench.spec.UnitSpec`)."""
-
-    study: str
-    arm: str
-    method: str
-    kind: str
-    model_args: Mapping[str, Any]
-    defaults: Mapping[str, float]  # the method's (paper's) weights; the searched ones are replaced
-    space: Mapping[str, tuple[float, float]]
-    log: bool
-    objective: tuple[str, ...]
-    direction: str
-    trials: int
-    inner_folds: int
-    pruner: str
-    sampler_seed: int
-    startup_trials: int
-    warmup_epochs: int
-    enqueue_defaults: bool
-    profile: Mapping[str, Any]
-    training: Mapping[str, Any]
-    folds: int
-    data_fingerprint: str
-    split_hash: str
-    manifest: str
-    cache_dir: str
-    splits_path: str
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-    def identity(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key in ("trials", "manifest", "cache_dir", "splits_path"):
-            data.pop(key)
-        data["profile"] = {k: v for k, v in data["profile"].items() if k != "workers"}
-        data["space"] = {k: list(v) for k, v in data["space"].items()}
-        return data
-
-    @property
-    def hash(self) -> str:
-        payload = json.dumps(self.identity(), sort_keys=True, default=str)
-        return hashlib.sha256(payload.encode()).hexdigest()[:12]
-
-    def study_name(self, fold: int) -> str:
-        """The Optuna study of outer fold ``fold``."""
-        return f"{self.study}/fold_{fold}/{self.hash}"
-
-    def weights(self, params: Mapping[str, float]) -> dict[str, float]:
-        return {**self.defaults, **{k: float(v) for k, v in params.items()}}
-
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "space": {k: list(v) for k, v in self.space.items()}, "objective": list(self.objective),
-                "search_hash": self.hash}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Search:
-        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        values["space"] = {k: tuple(v) for k, v in values["space"].items()}
-        values["objective"] = tuple(values["objective"])
-        return cls(**values)
-
-
-def make_search(study, profile, data, splits, runs_root: Path, *, trials: int | None = None) -> Search:
-    """The resolved search of ``study`` at ``profile`` (raises if the study has no ``tune:`` section)."""
-    from dataclasses import asdict as dc_asdict
-
-    from bench.registry import METHODS, load_plugins
-
-    if study.tune is None:
-        raise ConfigError(f"{study.path}: study '{study.name}' has no `tune:` section; nothing to search "
-                          "(studies with one: `bench ls studies`, column 'tunes')")
-    load_plugins()
-    tune = study.tune
-    arm = study.arm(tune.arm)
-    method = METHODS.get(arm.method)
-    return Search(
-        study=study.name, arm=arm.name, method=arm.method, kind=method.task_kind(arm.model_args),
-        model_args=dict(arm.model_args), defaults=dict(method.weights), space=dict(tune.weights), log=tune.log,
-        objective=tune.objective, direction=tune.direction, trials=trials or tune.trials, inner_folds=tune.inner_folds,
-        pruner=tune.pruner, sampler_seed=tune.sampler_seed, startup_trials=tune.startup_trials,
-        warmup_epochs=tune.warmup_epochs, enqueue_defaults=tune.enqueue_defaults, profile=profile.as_dict(),
-        training=dc_asdict(study.training), folds=study.folds, data_fingerprint=data.fingerprint, split_hash=splits.hash,
-        manifest=str(data.manifest), cache_dir=str(data.cache_dir),
-        splits_path=str(Path(runs_root) / study.name / "splits.json"),
-    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -302,14 +218,14 @@ def run_trial(search: Search, fold: int, trial, data_cache: dict, on_epoch: Call
     from bench.loop import TrainingDiverged, train
     from bench.study import Training
     from bench.tasks import get_task
-    from bench.unit import _device, training_setup
+    from bench.unit import default_device, training_setup
 
     set_track_meta(False)
     params = {name: trial.suggest_float(name, low, high, log=search.log) for name, (low, high) in search.space.items()}
     weights = search.weights(params)
     trial.set_user_attr("weights", weights)
     data = _fold_data(search, fold, data_cache)
-    training, epochs, device = Training(**search.training), int(search.profile["epochs"]), _device()
+    training, epochs, device = Training(**search.training), int(search.profile["epochs"]), default_device()
     finals: list[float] = []
     inner_metrics: list[dict[str, float]] = []
     start = time.perf_counter()
@@ -427,9 +343,8 @@ def work(search_data: Mapping[str, Any], storage_url: str, *, grace: int = DEFAU
 
 def _pool_worker(search_data: dict, storage_url: str, grace: int, threads: int) -> None:
     """A local worker process of ``bench tune --jobs N`` (errors end it with a traceback and status 1)."""
-    from bench.executors import _set_threads
 
-    _set_threads(threads)
+    set_threads(threads)
     try:
         work(search_data, storage_url, grace=grace)
     except KeyboardInterrupt:
@@ -497,26 +412,6 @@ def export_results(search: Search, storage, directory: Path) -> dict[str, Any]:
     return record
 
 
-def tuned_weights(runs_root: Path, search: Search) -> dict[int, dict[str, float]]:
-    """Outer fold → best weights of a finished search with this exact identity, for ``bench run``."""
-    path = tune_dir(runs_root, search.study) / BEST_FILE
-    hint = f"run `bench tune --study {search.study} --profile {search.profile['name']}` first"
-    if not path.exists():
-        raise ConfigError(f"arm '{search.arm}' says `weights: tuned` but {path} does not exist; {hint}")
-    record = read_json(path)
-    if record.get("search_hash") != search.hash:
-        raise ConfigError(f"{path}: made by a search with another spec (profile {record.get('profile')}, hash "
-                          f"{record.get('search_hash')}; this run's is {search.hash}); {hint}")
-    out = {}
-    for fold in range(search.folds):
-        entry = record["folds"].get(str(fold), {})
-        if not entry.get("done") or "weights" not in entry:
-            raise ConfigError(f"{path}: outer fold {fold}'s search is unfinished ({entry.get('finished', 0)} of "
-                              f"{record['trials']} trials, {entry.get('complete', 0)} complete); {hint}")
-        out[fold] = {k: float(v) for k, v in entry["weights"].items()}
-    return out
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # `bench tune`
 
@@ -548,7 +443,6 @@ def run_search(study, *, profile_name: str | None, runs_root: Path, jobs: int = 
 
     from rich.console import Console
 
-    from bench.executors import default_threads
     from bench.orchestrate import prepare
     from bench.progress import TrialProgress
     from bench.splits import load_or_create_splits
@@ -598,9 +492,8 @@ def run_search(study, *, profile_name: str | None, runs_root: Path, jobs: int = 
                 _mirror(tracker, search, storage)
 
             if jobs <= 1:
-                from bench.executors import _set_threads
 
-                _set_threads(threads)
+                set_threads(threads)
                 ran = work(search.to_json(), url, grace=grace, on_trial=lambda fold, trial: refresh(),
                            on_epoch=bars.epoch)
             else:  # independent processes: one dying (e.g. killed for memory) leaves the others working

@@ -35,7 +35,8 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _device():
+def default_device():
+    """CUDA when it is available, else the CPU."""
     import torch
 
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -106,7 +107,7 @@ def _train_and_evaluate(spec: UnitSpec, directory: Path, emit: Event) -> dict[st
         inner, _ = inner_splits(splits, spec.fold, cases, training.validate)
         train_cases, val_cases = inner.train_test(0, train_cases)
     cache = Path(spec.cache_dir)
-    device = _device()
+    device = default_device()
     precision = profile.get("precision", "fp32")
     model, loss_fn, loader = training_setup(spec.method, spec.model_args, spec.weights, profile, training, train_cases,
                                             cache, spec.seed * 1000 + spec.fold, device)

@@ -1,7 +1,7 @@
 """Datasets: a registry of sources that each produce a manifest, then one cached preprocessing path.
 
 Sources: ``synthetic`` (the embedded cohort, generated on first use and cached, keyed by its
-parameters and the generator version), ``manifest`` (a CSV in the manifest format, DATA.md) and the
+parameters and the generator version), ``manifest`` (a CSV in the manifest format, docs/data.md) and the
 real layouts ``isbi2015`` (option ``mask``: mask1 | mask2 | union | intersection), ``msseg2016`` and
 ``bids`` (see :mod:`bench.data.loaders`).
 Study files name a source and its options::
@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from bench.data.cache import DEFAULT_DIFFICULTY, cache_root
 from bench.data.manifest import Case, manifest_fingerprint, read_manifest
 from bench.errors import ConfigError, did_you_mean
 from bench.profiles import Profile
@@ -31,17 +31,8 @@ __all__ = ["DEFAULT_DIFFICULTY", "DATASETS", "PreparedData", "prepare_dataset", 
 
 #: The synthetic cohort's default class overlap (a logistic regression on lesion count, volume and mean size
 #: reaches about 0.78 accuracy; see bench.data.synthetic). Kept here so the CLI can show it without importing SciPy.
-DEFAULT_DIFFICULTY = 0.25
 Progress = Callable[[int, int], None]
 DATASETS: Registry[Callable[..., Path]] = Registry("dataset")
-
-
-def cache_root() -> Path:
-    """``$BENCH_CACHE``, else ``$XDG_CACHE_HOME/jointbench``, else ``~/.cache/jointbench``."""
-    if os.environ.get("BENCH_CACHE"):
-        return Path(os.environ["BENCH_CACHE"])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "jointbench"
 
 
 @dataclass(frozen=True)
@@ -69,7 +60,8 @@ def _synthetic(options: Mapping[str, Any], profile: Profile, root: Path, progres
     allowed = {f.name for f in fields(SyntheticConfig)} - {"size"}
     for key in options:
         if key not in allowed:
-            raise ConfigError(f"dataset.options.{key}: unknown synthetic-cohort option{did_you_mean(key, allowed)}; expected one of {', '.join(sorted(allowed))}")
+            raise ConfigError(f"dataset.options.{key}: unknown synthetic-cohort option{did_you_mean(key, allowed)}; "
+                              f"expected one of {', '.join(sorted(allowed))}")
     values = {"n_ms": profile.n_ms, "n_nmosd": profile.n_nmosd, **options, "size": profile.size}
     if "longitudinal" in values:
         values["longitudinal"] = tuple(values["longitudinal"])

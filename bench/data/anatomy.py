@@ -1,4 +1,4 @@
-"""Real brain anatomy for the synthetic cohort, from nilearn's shipped ICBM152 2009a templates (DATA.md).
+"""Real brain anatomy for the synthetic cohort, from nilearn's shipped ICBM152 2009a templates (docs/data.md).
 
 The symmetric ICBM152 2009a T1, grey- and white-matter maps (197 × 233 × 189, 1 mm, origin
 (−98, −134, −72) mm) are read from the installed nilearn package at run time — never copied into the
@@ -16,7 +16,7 @@ repository. Derived at 1 mm:
 :func:`load_anatomy` caches the result per grid size under the user cache (``$BENCH_CACHE/anatomy``):
 ``size=None`` is the 1 mm grid; ``size=S`` resamples onto an S³ cube centred on the brain (fractions and
 distances linearly; structures as resampled fractions ≥ 0.5, so small ones such as the 4th ventricle
-can vanish at 64³, as DATA.md warns). Arrays are indexed (x, y, z) in RAS orientation.
+can vanish at 64³, as docs/data.md warns). Arrays are indexed (x, y, z) in RAS orientation.
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def _bilateral(name: str) -> list[tuple]:
 def derive_regions(anatomy: Anatomy, *, max_points: int = 20000) -> dict[str, np.ndarray]:
     """Candidate centres per region (float32 [N, 3], MNI mm), at most ``max_points`` each (a fixed subsample).
 
-    The rules encode DATA.md's lesion sites: e.g. ``periventricular`` = WM > 0.5 at 1–5 mm from the lateral
+    The rules encode docs/data.md's lesion sites: e.g. ``periventricular`` = WM > 0.5 at 1–5 mm from the lateral
     ventricles; ``deep_wm`` = WM > 0.8 more than 8 mm from the ventricles and 6 mm from cortex, supratentorial;
     ``subcortical`` = WM > 0.5 at 2–12 mm from cortex (NMOSD's punctate dots); ``infratentorial`` = WM > 0.5 within
     12 mm of the pons, cerebral peduncles or cerebellar WM and below z = −12 mm.
@@ -204,7 +204,7 @@ def derive_regions(anatomy: Anatomy, *, max_points: int = 20000) -> dict[str, np
     for name in REGIONS:
         idx = np.argwhere(rules[name])
         if len(idx) == 0:
-            raise RuntimeError(f"anatomy region '{name}' is empty; the templates are not what DATA.md describes")
+            raise RuntimeError(f"anatomy region '{name}' is empty; the templates are not what docs/data.md describes")
         if len(idx) > max_points:
             idx = idx[np.sort(rng.choice(len(idx), max_points, replace=False))]
         out[name] = (idx + anatomy.origin).astype(np.float32)
@@ -218,7 +218,7 @@ def derive_regions(anatomy: Anatomy, *, max_points: int = 20000) -> dict[str, np
 
 def load_regions(*, cache: Path | None = None) -> dict[str, np.ndarray]:
     """:func:`derive_regions` of the 1 mm anatomy, cached beside it."""
-    from bench.data import cache_root
+    from bench.data.cache import cache_root
 
     path = (cache or cache_root()) / "anatomy" / f"v{ANATOMY_VERSION}-regions.npz"
     if path.exists():
@@ -239,7 +239,7 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def load_anatomy(size: int | None = None, *, cache: Path | None = None) -> Anatomy:
     """The anatomy at 1 mm (``size=None``) or on an S³ cube, cached under ``$BENCH_CACHE/anatomy``."""
-    from bench.data import cache_root
+    from bench.data.cache import cache_root
 
     path = (cache or cache_root()) / "anatomy" / f"v{ANATOMY_VERSION}-{'1mm' if size is None else size}.npz"
     if path.exists():

@@ -1,4 +1,4 @@
-"""The embedded synthetic MS/NMOSD cohort: FLAIR scans built on real MNI anatomy (DATA.md).
+"""The embedded synthetic MS/NMOSD cohort: FLAIR scans built on real MNI anatomy (docs/data.md).
 
 One scan = **plan → render → warp → contrast → nuisance → write**:
 
@@ -20,7 +20,7 @@ One scan = **plan → render → warp → contrast → nuisance → write**:
    smaller than 3 mm³ dropped (:data:`MIN_COMPONENT_MM3`).
 
 The class signal is only the lesion pattern — location, shape, size and count — taken from the literature
-summarised in DATA.md. Per-lesion appearance (T2, heterogeneity) never depends on the disease.
+summarised in docs/data.md. Per-lesion appearance (T2, heterogeneity) never depends on the disease.
 
 **Difficulty** d ∈ [0, 1] sets class overlap. Each subject sits at a position b on the path from its own
 disease (b = 0) to the other (b = 1) and its lesion mixture, count model and lesion-free probability are blended
@@ -29,7 +29,7 @@ others have b ~ U(0, d). At d = 0 every subject is typical; at d = 1 both diseas
 lesion plans have the same distribution except that MS is never lesion-free.
 
 **Sites** differ in TR/TE/TI, slice thickness, noise and bias. Site "A" is the ISBI-like site of the
-longitudinal patients. ``site_class_coupling`` c: with probability c a patient is assigned like the seed's data
+longitudinal patients. ``site_class_coupling`` c: with probability c a patient is assigned like the joint-model paper's data
 (longitudinal MS patients at A, everybody else at B/C/D); otherwise its site is drawn independently of its
 label with the cohort's site proportions — so c = 0 removes the site shortcut and c = 1 reproduces it.
 
@@ -37,15 +37,15 @@ label with the cohort's site proportions — so c = 0 removes the site shortcut 
 ``[seed, patient, 1000 + timepoint]`` and a follow-up's new lesion from ``[seed, patient, 2000 + k]``; one scan
 regenerated alone is identical to the same scan in the cohort.
 
-Decisions beyond DATA.md (also in the README):
+Decisions beyond the design targets (docs/data.md):
 
 - NMOSD's own lesion-free probability is 0.4 (literature 30–45 %), so that after the mimics and blending of
   the default difficulty the cohort's rate stays near 0.35; MS subjects are never lesion-free (a normal brain
   MRI all but rules MS out).
-- NMOSD's count is negative binomial with r = 3 and mean 3 (DATA.md: r = 1.5, mean ≈ 5). With DATA.md's
+- NMOSD's count is negative binomial with r = 3 and mean 3 (docs/data.md: r = 1.5, mean ≈ 5). With docs/data.md's
   values and its lesion sizes, the median lesion volume of NMOSD scans with lesions came out at 2.0 mL
   (literature: 0.96 mL, vs 7.1 mL in RRMS); with these it is 1.2 mL.
-- MS's count has mean 25 (DATA.md: ≈ 20). After the default difficulty's blending, mean 20 gave a median of 12
+- MS's count has mean 25 (docs/data.md: ≈ 20). After the default difficulty's blending, mean 20 gave a median of 12
   lesions and 4.9 mL (literature: median ~15 lesions, 7.1 mL in RRMS); mean 25 gives 14 lesions and 6.2 mL.
 - Periventricular ovoid lesions start at the ventricle wall and point away from it (the centre is moved 0.6
   semi-major axes outward from the sampled point); centred on the sampled point, ~25 % of each fell in CSF.
@@ -54,7 +54,7 @@ Decisions beyond DATA.md (also in the README):
   (:data:`BAND_WRAP`) and marbled lesions inflated inside the callosum (:data:`MARBLED_INFLATION`) so that
   rendered volumes match planned ones; diameters are truncated at ±2.5 σ of their lognormal.
 - The mask is the *rendered* lesion fraction ≥ 0.5 at the output grid, so lesions smaller than a voxel (most
-  NMOSD dots at 48³–64³) brighten the image without being in the mask, as on a real coarse scan. DATA.md's
+  NMOSD dots at 48³–64³) brighten the image without being in the mask, as on a real coarse scan. docs/data.md's
   "components < 3 voxels dropped" is applied as < 3 mm³ (its size at 1 mm): in voxels it removed most 5 mm
   lesions at 64³ and left 7 of 69 MS masks empty.
 """
@@ -62,11 +62,11 @@ Decisions beyond DATA.md (also in the README):
 from __future__ import annotations
 
 import json
+import logging
 import math
 import multiprocessing
 import os
 from collections.abc import Callable
-import logging
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
@@ -77,8 +77,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from bench.data import DEFAULT_DIFFICULTY
 from bench.data.anatomy import CST_POLYLINE, Anatomy, load_anatomy, load_regions
+from bench.data.cache import DEFAULT_DIFFICULTY
 from bench.data.manifest import write_manifest
 
 __all__ = [
@@ -129,7 +129,7 @@ LESION_CLASSES: dict[str, LesionClass] = {c.name: c for c in (
 #: A marbled callosal lesion is an ellipsoid cut by the corpus callosum (a slab ~8 mm thick), which keeps about a third
 #: of it; the ellipsoid is enlarged by this factor so the callosal part has the planned volume.
 MARBLED_INFLATION = 1.7
-#: Mask components smaller than this are dropped: DATA.md's "3 voxels" at 1 mm, kept in physical units so that a
+#: Mask components smaller than this are dropped: docs/data.md's "3 voxels" at 1 mm, kept in physical units so that a
 #: coarse grid does not lose real lesions (at 64³ one voxel is 33 mm³, and 3 voxels would drop most 5 mm lesions).
 MIN_COMPONENT_MM3 = 3.0
 #: A band is the shell within ``thickness`` of a structure, inside a ball of radius ρ = √(V / (π·thickness)) around its
@@ -560,7 +560,7 @@ def render_lesions(lesions: list[dict], anatomy: Anatomy) -> tuple[np.ndarray, n
         cls = LESION_CLASSES[lesion["class"]]
         t2 = lesion["t2_ms"] * (1 + cls.heterogeneity * np.clip(_noise(pts - pts.mean(axis=0), lesion["shape_seed"] + 1, 4.0), -1, 1))
         n = i1 - i0
-        block = lambda a: a.reshape(n[0], k, n[1], k, n[2], k).mean(axis=(1, 3, 5))  # noqa: E731
+        block = lambda a, n=n: a.reshape(n[0], k, n[1], k, n[2], k).mean(axis=(1, 3, 5))  # noqa: E731
         f = block(member).astype(np.float32)
         box = tuple(slice(a, b) for a, b in zip(i0, i1))
         volumes.append(float(f.sum() * s**3 / 1000.0))
