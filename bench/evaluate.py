@@ -1,6 +1,6 @@
 """Evaluation of a trained fold model on its own test cases, at every noise σ of the study.
 
-One row per (case, σ) with the columns DESIGN.md lists; metrics come from :mod:`bench.metrics`,
+One row per (case, σ) with the columns docs/design.md lists; metrics come from :mod:`bench.metrics`,
 identical for every method. The grid is evaluated σ by σ, each σ's cases in the same batches, so the
 σ = 0 rows are exactly the ordinary (noise-free) evaluation whatever the grid. Noise comes from
 :func:`bench.noise.input_noise` (identical for every method and rerun).
@@ -49,7 +49,7 @@ class Evaluation:
         masks: binarised predictions (bit-packed) of segmenting methods at σ = 0 (key: scan id) and at the
             largest σ (key: :func:`noisy_key`).
         maps: scan id → lesion-localisation map at σ = 0, uint8 (value / 255 in [0, 1]), for methods whose
-            output carries ``aux["cam"]`` (the joint model's CAM map, seed 000 Fig. 12).
+            output carries ``aux["cam"]`` (the joint model's CAM map, the joint-model paper Fig. 12).
         uncertainty: pixel-wise uncertainty (uint8, value / 255) of evidential segmenters at σ = 0 and at the
             largest σ, keyed as ``masks``.
     """
@@ -74,7 +74,7 @@ def _row(case: Case, vol: Volume, sigma: float, noise_sd: float, pred, i: int) -
                            "noise_sd": noise_sd}
     if pred.cls_prob is not None:
         prob = pred.cls_prob[i].float().cpu().numpy()
-        row.update(prob_nmosd=float(prob[1]), pred=int(prob.argmax()))
+        row.update(prob_nmosd=float(prob[1]), pred=int(prob[1] >= 0.5))  # the rule the metrics use (NMOSD at 0.5)
     if pred.cls_uncertainty is not None:
         row["uncertainty"] = float(pred.cls_uncertainty[i])
     binary = None

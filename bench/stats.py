@@ -112,13 +112,23 @@ def _delong_components(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, n
 
 
 def delong_test(labels, scores_a, scores_b) -> TestResult:
-    """DeLong test for two correlated ROC AUCs on the same cases; effect = AUC_a − AUC_b."""
+    """DeLong test for two correlated ROC AUCs on the same cases; effect = AUC_a − AUC_b.
+
+    Undefined cases are flagged in the test's name with a NaN p, never a made-up p: a NaN score (a diverged
+    model), or a zero variance of the difference with unequal AUCs (both rankings perfect, for example).
+    Identical AUCs with zero variance (identical rankings) give p = 1.
+    """
     y = np.asarray(labels, int)
-    aucs, cov = _delong_components(y, np.vstack([np.asarray(scores_a, float), np.asarray(scores_b, float)]))
+    scores = np.vstack([np.asarray(scores_a, float), np.asarray(scores_b, float)])
+    if np.isnan(scores).any():
+        return TestResult("DeLong (undefined: NaN scores)", float("nan"), float("nan"), n=len(y))
+    aucs, cov = _delong_components(y, scores)
     diff = float(aucs[0] - aucs[1])
     var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+    if var <= 0 and diff != 0:
+        return TestResult("DeLong (undefined: zero variance)", float("nan"), float("nan"), diff, n=len(y))
     if var <= 0:
-        z, p = 0.0, 1.0 if diff == 0 else 0.0
+        z, p = 0.0, 1.0
     else:
         z = diff / np.sqrt(var)
         p = float(2 * sps.norm.sf(abs(z)))

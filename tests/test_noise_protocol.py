@@ -1,4 +1,4 @@
-"""The Gaussian-noise protocol (STATS.md, UML Table 2): identical noisy inputs for every method and rerun,
+"""The Gaussian-noise protocol (docs/statistics.md, UML Table 2): identical noisy inputs for every method and rerun,
 different noise per σ, the clean row equal to the ordinary evaluation, and the maps the report draws."""
 
 from __future__ import annotations
@@ -137,3 +137,13 @@ def test_study_noise_units_are_validated(tmp_path):
     (tmp_path / "bad.yaml").write_text(text.format(units="ranges"))
     with pytest.raises(ConfigError, match=r"noise_units.*expected one of range, zscore.*did you mean 'range'"):
         load_study(tmp_path / "bad.yaml")
+
+
+def test_a_tied_class_probability_is_predicted_nmosd_as_the_metrics_count_it():
+    model = Recorder(0)
+    with torch.no_grad():
+        model.cls.weight.zero_()
+        model.cls.bias.zero_()  # equal logits: P(NMOSD) = 0.5 exactly
+    cases, volumes = _cases(2)
+    rows = evaluate(model, JointLoss(), cases, volumes, sigmas=(0.0,), device=torch.device("cpu")).rows
+    assert [r["prob_nmosd"] for r in rows] == [0.5, 0.5] and [r["pred"] for r in rows] == [1, 1]

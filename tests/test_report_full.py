@@ -2,6 +2,7 @@
 is clearly best, a noise grid, and every output (markers, significance, CD, noise, HTML, LaTeX)."""
 
 import json
+import math
 import shutil
 import subprocess
 
@@ -181,3 +182,14 @@ def test_pooled_auc_carries_a_patient_bootstrap_interval(report):
     assert (table.loc["good", "auc_ci_low"], table.loc["good", "auc_ci_high"]) == pytest.approx((low, high))
     text = (report.directory / "report.md").read_text()
     assert f"Good {100 * auc:.1f} [{100 * low:.1f}, {100 * high:.1f}]" in text and "resamples of patients" in text
+
+
+def test_arms_without_a_shared_training_seed_get_a_flagged_row_not_a_crash(tmp_path):
+    from bench.aggregate import fold_metrics
+    from bench.report.significance import compare
+
+    _write_runs(tmp_path / "runs")
+    per_case = pd.concat(pd.read_parquet(p) for p in (tmp_path / "runs").glob("fab/*/*/*/per_case.parquet"))
+    per_case.loc[per_case.arm == "mid", "seed"] = 1
+    res = compare(per_case, fold_metrics(per_case), "good", "mid", "auc")
+    assert res.test == "DeLong (undefined: no training seed shared)" and math.isnan(res.p)

@@ -149,3 +149,13 @@ def test_cluster_bootstrap_auc_of_a_perfect_ranking_is_one_and_one_class_is_refu
     assert cluster_bootstrap_auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9], [0, 1, 2, 3], n_boot=50) == (1.0, 1.0, 1.0)
     with pytest.raises(ValueError, match="both classes"):
         cluster_bootstrap_auc([1, 1], [0.2, 0.3], [0, 1])
+
+
+def test_delong_undefined_cases_are_flagged_not_given_a_p():
+    y = [0, 0, 1, 1]
+    perfect, reversed_ = [0.1, 0.2, 0.8, 0.9], [0.9, 0.8, 0.2, 0.1]  # both rankings exact: zero variance, AUCs 1 and 0
+    res = delong_test(y, perfect, reversed_)
+    assert res.test == "DeLong (undefined: zero variance)" and math.isnan(res.p) and res.effect == 1.0
+    res = delong_test(y, [0.1, float("nan"), 0.8, 0.9], perfect)
+    assert res.test == "DeLong (undefined: NaN scores)" and math.isnan(res.p)
+    assert delong_test(y, perfect, perfect).p == 1.0  # identical rankings: no evidence of a difference

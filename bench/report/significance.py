@@ -1,4 +1,4 @@
-"""Which arms differ: every pairwise comparison per metric, with the test STATS.md assigns to it.
+"""Which arms differ: every pairwise comparison per metric, with the test docs/statistics.md assigns to it.
 
 Segmentation metrics: Wilcoxon signed-rank on per-case values (paired by case; with several
 training seeds each arm's values are first averaged over seeds, since cases, not seeds, are the
@@ -21,8 +21,17 @@ import numpy as np
 import pandas as pd
 
 from bench.metrics import METRICS
-from bench.stats import (TestResult, adjust, average_ranks, corrected_ttest, delong_test, friedman, mcnemar_exact,
-                         require_same_split, wilcoxon_paired)
+from bench.stats import (
+    TestResult,
+    adjust,
+    average_ranks,
+    corrected_ttest,
+    delong_test,
+    friedman,
+    mcnemar_exact,
+    require_same_split,
+    wilcoxon_paired,
+)
 
 __all__ = ["compare", "pairwise_table", "versus_reference", "friedman_summary", "block_matrix"]
 _COLUMNS = ["metric", "arm_a", "arm_b", "test", "statistic", "p", "effect", "ci_low", "ci_high", "n"]
@@ -48,7 +57,11 @@ def compare(per_case: pd.DataFrame, folds: pd.DataFrame, arm_a: str, arm_b: str,
     if not (_has(a, "prob_nmosd") and _has(b, "prob_nmosd")):
         return None
     if metric in ("auc", "acc"):
-        seed = min(set(a["seed"]) & set(b["seed"]))
+        shared = set(a["seed"]) & set(b["seed"])
+        if not shared:  # one prediction per case is needed from each arm, from the same training seed
+            name = "DeLong" if metric == "auc" else "exact McNemar"
+            return TestResult(f"{name} (undefined: no training seed shared)", float("nan"), float("nan"))
+        seed = min(shared)
         pairs = a[a["seed"] == seed].merge(b[b["seed"] == seed], on="case_id", suffixes=("_a", "_b"))
         pairs = pairs[pairs["label_a"] >= 0]
         if metric == "auc":
