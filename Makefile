@@ -35,6 +35,7 @@ latex:
 	fi
 
 test: install latex
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 clean:

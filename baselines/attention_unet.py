@@ -1,5 +1,5 @@
 """3D Attention U-Net — "Attention U-Net: Learning Where to Look for the Pancreas" (Oktay et al.,
-MIDL 2018, https://arxiv.org/abs/1804.03999), the seed's Table 3 baseline.
+MIDL 2018, https://arxiv.org/abs/1804.03999), the joint-model paper's Table 3 baseline.
 
 Built on MONAI's ``AttentionUnet``: additive attention gates on every skip connection, the same five
 levels as the 3D UNet baseline (16, 32, 64, 128, 256 channels at width 1, four stride-2

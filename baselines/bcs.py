@@ -5,10 +5,10 @@ No public code exists; this is the simplest hard-sharing joint network, in 3D: o
 shared by both tasks (five levels, 16–256 channels at width 1, the 3D UNet baseline's widths), a
 U-Net decoder with skip connections for the lesion mask, and global average pooling of the deepest
 feature + one fully connected layer for MS vs NMOSD. Loss: CE (classification) + soft Dice
-(segmentation), METHODS.md.
+(segmentation), docs/methods.md.
 
 Decision: UML's text describes BCS as "two different encoders and decoders"; the paper it cites shares
-the encoder, and METHODS.md takes the shared encoder (a model with two disjoint networks would be two
+the encoder, and docs/methods.md takes the shared encoder (a model with two disjoint networks would be two
 single-task baselines). It is reported as "BCS-style (Yang 2017)".
 """
 

@@ -1,5 +1,5 @@
 """3D DenseNet121 — "Densely Connected Convolutional Networks" (Huang et al., CVPR 2017,
-https://arxiv.org/abs/1608.06993), the seed's Table 4 baseline.
+https://arxiv.org/abs/1608.06993), the joint-model paper's Table 4 baseline.
 
 Built on MONAI's ``DenseNet121`` (dense blocks of 6, 12, 24, 16 layers, 7×7×7 stride-2 stem and
 max-pool, BatchNorm). ``width`` scales the stem's 64 features and the growth rate of 32; the

@@ -27,7 +27,7 @@ Data flow (as the official ``DSI_Net.forward``; S = input size):
 * **Loss** (official ``train_DSI_Net.py``): ``CE + Dice(fine) + Dice(coarse) + α·L_interaction``, each
   Dice the mean of the background and lesion Dice of the softmax.
 
-Changes for two *disease* classes (METHODS.md): the official GPG takes class 0 ("normal") as the
+Changes for two *disease* classes (docs/methods.md): the official GPG takes class 0 ("normal") as the
 background prototype and scales the abnormal classes' rows by their probabilities. Here both classes
 (MS, NMOSD) are lesion categories, so both rows become foreground prototypes, each scaled by its class
 probability, and the background prototype is a learned vector. The task-interaction loss compares

@@ -1,5 +1,5 @@
 """3D ResNet — "Deep Residual Learning for Image Recognition" (He et al., CVPR 2016,
-https://arxiv.org/abs/1512.03385) in the 3D form of Hara et al. (CVPR 2018), the seed's Table 4 baselines.
+https://arxiv.org/abs/1512.03385) in the 3D form of Hara et al. (CVPR 2018), the joint-model paper's Table 4 baselines.
 
 Built on MONAI's ``ResNet`` (basic blocks for ResNet34, bottlenecks for 50/101/152) with a stride-2
 first convolution (``conv1_t_stride=2``): the default stride-1 stem is about 6× slower at the same

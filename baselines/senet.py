@@ -1,5 +1,5 @@
 """3D SE-ResNet50 — "Squeeze-and-Excitation Networks" (Hu et al., CVPR 2018,
-https://arxiv.org/abs/1709.01507), the seed's Table 4 "SENet" baseline.
+https://arxiv.org/abs/1709.01507), the joint-model paper's Table 4 "SENet" baseline.
 
 Built on MONAI's ``SENet`` with ``SEResNet50``'s settings (bottleneck blocks 3, 4, 6, 3, SE reduction
 16, 7×7×7 stride-2 stem and max-pool, BatchNorm). MONAI fixes the stages' widths at 64, 128, 256,

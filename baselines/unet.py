@@ -1,5 +1,5 @@
 """3D UNet — "3D U-Net: Learning Dense Volumetric Segmentation from Sparse Annotation"
-(Çiçek et al., MICCAI 2016, https://arxiv.org/abs/1606.06650), the seed's Table 3 baseline.
+(Çiçek et al., MICCAI 2016, https://arxiv.org/abs/1606.06650), the joint-model paper's Table 3 baseline.
 
 Built on MONAI's residual ``UNet``: five levels (16, 32, 64, 128, 256 channels at width 1),
 four stride-2 downsamplings, two residual units per level: 4.8 M parameters at width 1. Normalisation is

@@ -1,5 +1,5 @@
 """3D VNet — "V-Net: Fully Convolutional Neural Networks for Volumetric Medical Image Segmentation"
-(Milletari et al., 3DV 2016, https://arxiv.org/abs/1606.04797), the seed's Table 3 baseline.
+(Milletari et al., 3DV 2016, https://arxiv.org/abs/1606.04797), the joint-model paper's Table 3 baseline.
 
 Built from MONAI's VNet blocks (input transition, four down and four up transitions with 5×5×5
 residual convolutions, BatchNorm, ELU, dropout 0.5 in the two deepest levels): 16, 32, 64, 128, 256

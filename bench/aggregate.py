@@ -1,4 +1,4 @@
-"""From per-case rows to per-fold metrics, the unit of every table (mean ± std over folds, as the seed).
+"""From per-case rows to per-fold metrics, the unit of every table (mean ± std over folds, as the papers).
 
 Segmentation metrics of a fold are the mean over its test cases (imputed empty-mask cases included
 and counted); classification metrics are computed over the fold's test cases. Pooled out-of-fold
@@ -7,7 +7,7 @@ values use every test case of every fold at once.
 ``dsc_lesion`` is derived from the stored rows (:func:`with_derived_columns`): the DSC of scans whose
 reference mask has lesions, NaN for lesion-free scans. With many lesion-free scans (NMOSD brains can be
 normal; small lesions vanish at coarse grids) the mean DSC rewards predicting nothing — an empty
-prediction on an empty reference scores 1 (STATS.md) — and this column shows what is left.
+prediction on an empty reference scores 1 (docs/statistics.md) — and this column shows what is left.
 """
 
 from __future__ import annotations

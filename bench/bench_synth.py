@@ -1,7 +1,7 @@
 """Benchmark of the synthetic-cohort generator: ``python -m bench.bench_synth [--size 64] [--jobs 2] [--cold]``.
 
 Generates the default cohort (69 MS + 62 NMOSD) into a temporary folder and reports wall-clock time, the time per
-scan and whether the target (DESIGN.md / issue 3: under 2 minutes at 64³ on 2 cores) is met. ``--cold`` also
+scan and whether the target (docs/data.md: under 2 minutes at 64³ on 2 cores) is met. ``--cold`` also
 starts from an empty anatomy cache (deriving the 1 mm structures and regions from nilearn's templates first).
 Finally one scan is regenerated alone and compared with the cohort's copy, byte for byte.
 """

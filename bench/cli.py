@@ -81,7 +81,7 @@ def ls_methods(profile: str | None) -> None:
 
 @ls_group.command("studies")
 def ls_studies() -> None:
-    """Studies: name, title and the seed table each reproduces."""
+    """Studies: name, title and the paper table each reproduces."""
     from rich.console import Console
     from rich.table import Table
 
@@ -163,7 +163,7 @@ def _resolve_dataset(path: Path, layout: str, mask: str) -> tuple[Path, str]:
 @LAYOUT_OPTION
 @MASK_OPTION
 def data_preprocess(path: Path, out: Path, size: int, n4: bool, layout: str, mask: str) -> None:
-    """Apply the seed's preprocessing (N4, crop background, resize, z-score) and write a manifest dataset.
+    """Apply the joint-model paper's preprocessing (N4, crop background, resize, z-score) and write a manifest dataset.
 
     \b
     Skull stripping is expected upstream. Example:
@@ -186,7 +186,7 @@ def data_preprocess(path: Path, out: Path, size: int, n4: bool, layout: str, mas
 @click.option("--difficulty", type=click.FloatRange(0, 1), default=DEFAULT_DIFFICULTY, show_default=True,
               help="Class overlap, 0 (typical MS vs typical NMOSD) .. 1 (same lesion patterns).")
 @click.option("--coupling", "site_class_coupling", type=click.FloatRange(0, 1), default=1.0, show_default=True,
-              help="Site-class coupling: 1 = like the seed (the ISBI-like site is all MS), 0 = site independent of class.")
+              help="Site-class coupling: 1 = like the joint-model paper (the ISBI-like site is all MS), 0 = site independent of class.")
 @click.option("--longitudinal", default="4,4,5,4,4", show_default=True,
               help="Time points of each longitudinal (ISBI-like) MS patient; '' for none.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
@@ -362,8 +362,11 @@ def tune(study: str, profile: str | None, jobs: int, threads: int | None, storag
 @click.option("--levers", is_flag=True,
               help="Measure the speed levers (bf16 autocast, torch.compile, augmentation, to-device) instead; "
                    "default methods: unet3d, joint_model, resnet34.")
+@click.option("--lever-timeout", type=click.FloatRange(min=1), default=300.0, show_default=True,
+              help="With --levers: seconds one method × lever may take (torch.compile included); past it the "
+                   "lever is reported as timed out and the next one is measured.")
 def perf(study: str | None, methods: tuple[str, ...], profile: str | None, steps: int, threads: int, out: Path,
-         levers: bool) -> None:
+         levers: bool, lever_timeout: float) -> None:
     """Measure parameters, FLOPs, training-step time, inference time and peak memory of every arm.
 
     \b
@@ -381,7 +384,7 @@ def perf(study: str | None, methods: tuple[str, ...], profile: str | None, steps
     from bench.study import load_study
 
     if levers:
-        _perf_levers(methods, profile, steps, threads, out)
+        _perf_levers(methods, profile, steps, threads, out, lever_timeout)
         return
     if bool(study) == bool(methods):
         raise click.UsageError("give either --study NAME or --method NAME (repeatable), not both")
@@ -403,7 +406,8 @@ def perf(study: str | None, methods: tuple[str, ...], profile: str | None, steps
         sys.exit(1)
 
 
-def _perf_levers(methods: tuple[str, ...], profile: str | None, steps: int, threads: int, out: Path) -> None:
+def _perf_levers(methods: tuple[str, ...], profile: str | None, steps: int, threads: int, out: Path,
+                 timeout: float) -> None:
     import pandas as pd
 
     from bench.levers import DEFAULT_LEVER_METHODS, LEVERS, levers_markdown, measure_levers
@@ -414,7 +418,7 @@ def _perf_levers(methods: tuple[str, ...], profile: str | None, steps: int, thre
     names = [a.method for a in method_arms(list(methods))] if methods else list(DEFAULT_LEVER_METHODS)
     prof = get_profile(profile or "cpu")
     update, _ = counter_bar(_console(), f"measuring {len(LEVERS)} levers × {len(names)} method(s) at {prof.name}")
-    rows, data = measure_levers(names, prof, steps=steps, threads=threads, progress=update)
+    rows, data = measure_levers(names, prof, steps=steps, threads=threads, progress=update, timeout=timeout)
     target = out / "methods"
     target.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(target / f"levers_{prof.name}.csv", index=False)

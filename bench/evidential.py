@@ -12,7 +12,7 @@ plus an annealed KL divergence that shrinks the misleading evidence towards the 
     L = Σ_k y_k (ψ(S) − ψ(α_k)) + λ_t · KL(Dir(α̃) ‖ Dir(1)),   α̃ = y + (1 − y) ⊙ α,
     λ_t = min(1, t / T_anneal).
 
-Decision (METHODS.md): the official UML code anneals over 50 of its 100 epochs; the suite scales that to
+Decision (docs/methods.md): the official UML code anneals over 50 of its 100 epochs; the suite scales that to
 the study's budget, ``λ = min(1, progress / 0.5)`` with ``progress = epoch / epochs``, and EC and TBraTS use
 the same schedule (UML's Table 1 trains them under UML's protocol).
 
@@ -129,7 +129,7 @@ class EvidentialClassificationLoss(MethodLoss):
 class EvidentialSegmentationLoss(MethodLoss):
     """TBraTS: the evidential loss per voxel plus soft Dice on the expected lesion probability ``α₁ / S``.
 
-    Decision (METHODS.md): the official code's Dice on α itself can collapse to zero (TBraTS issue #9);
+    Decision (docs/methods.md): the official code's Dice on α itself can collapse to zero (TBraTS issue #9);
     the Dice here is on α/S, and it is a batch Dice like every segmentation baseline of the suite.
     """
 

@@ -2,7 +2,7 @@
 
 Two learning-rate schedules, chosen by the profile (:class:`bench.profiles.Profile`):
 
-* ``plateau`` — seed §4.1, the ``paper`` profile: Adam (default betas), the learning rate halved when the
+* ``plateau`` — joint-model paper §4.1, the ``paper`` profile: Adam (default betas), the learning rate halved when the
   epoch's training loss has not improved for 10 epochs (ReduceLROnPlateau, patience 10, factor 0.5).
 * ``cosine`` — the short CPU budgets (``smoke``, ``cpu``): a linear warm-up over the first ``warmup``
   fraction of the optimisation steps, then a cosine decay to zero at the last step, stepped per batch.
@@ -28,7 +28,8 @@ from bench.profiles import PRECISIONS, SCHEDULES
 from bench.study import Training
 from bench.tasks import Task
 
-__all__ = ["make_optimizer", "make_scheduler", "train_step", "forward", "PRECISIONS", "train", "TrainingDiverged", "place_model", "to_device",
+__all__ = ["make_optimizer", "make_scheduler", "train_step", "forward", "PRECISIONS", "train", "TrainingDiverged", "place_model",
+           "to_device",
            "SCHEDULES", "warmup_cosine"]
 
 
@@ -176,7 +177,7 @@ def train(
             n, size = batch["image"].shape[0], batch["image"].shape[-1]
             check = None
             if epoch == 0 and step == 0:  # the output contract, once, on the first batch
-                check = lambda out: task.check_output(method, out, batch_size=n, size=size)  # noqa: E731
+                check = lambda out, n=n, size=size: task.check_output(method, out, batch_size=n, size=size)  # noqa: E731
             try:
                 loss, terms = train_step(model, loss_fn, optimizer, batch, progress=epoch / max(epochs, 1), check_output=check,
                                          precision=precision)

@@ -1,4 +1,4 @@
-"""Gaussian-noise robustness (STATS.md): identical noisy inputs for every method and every rerun.
+"""Gaussian-noise robustness (docs/statistics.md): identical noisy inputs for every method and every rerun.
 
 The noise for a (case, σ) pair comes from a generator seeded by both, so two methods evaluated on
 the same case at the same σ see the same noise, and different σ give different noise. It is added

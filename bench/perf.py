@@ -1,4 +1,4 @@
-"""``bench perf``: efficiency of each arm of a study, or of registered methods, at a profile (STATS.md
+"""``bench perf``: efficiency of each arm of a study, or of registered methods, at a profile (docs/statistics.md
 "Efficiency").
 
 Per arm: parameters, forward FLOPs per volume (``torch.utils.flop_counter``), training-step time

@@ -125,7 +125,8 @@ def inner_splits(splits, fold: int, cases: list, inner_folds: int):
     """The inner folds of outer fold ``fold``: (inner :class:`~bench.splits.Splits`, the outer training cases).
 
     Made from the outer training set only, grouped by patient and stratified by label, seeded by the
-    study's ``split_seed`` (the outer splits' seed) and the fold. Raises :class:`~bench.errors.LeakageError` if an inner set holds a scan of an
+    study's ``split_seed`` (the outer splits' seed) and the fold. Raises :class:`~bench.errors.LeakageError` if an inner set holds a
+    scan of an
     outer test patient (impossible by construction; checked so that it stays impossible).
     """
     outer_train, outer_test = splits.train_test(fold, cases)

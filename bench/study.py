@@ -33,7 +33,7 @@ __all__ = ["Arm", "DatasetSpec", "Training", "TuneSpec", "Study", "load_study", 
 STUDY_KEYS = {
     "include": "a base file to inherit from",
     "title": "a one-line title",
-    "reproduces": "the seed table this study reproduces",
+    "reproduces": "the paper table this study reproduces",
     "description": "free text for the report",
     "dataset": "the dataset (name + options)",
     "folds": "number of cross-validation folds",
@@ -115,7 +115,7 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class Training:
-    """One training budget and one augmentation pipeline per study (METHODS.md, seed §4.1)."""
+    """One training budget and one augmentation pipeline per study (docs/methods.md, joint-model paper §4.1)."""
 
     optimizer: str = "adam"
     weight_decay: float = 0.0
@@ -375,7 +375,8 @@ def _tune(r: _Reader, data: Any, arms: tuple[Arm, ...], methods) -> TuneSpec | N
         raise r.fail("tune.objective", f"expected a non-empty list of metrics, got {objective!r}")
     for i, m in enumerate(objective):
         if m not in METRICS:
-            raise r.fail(f"tune.objective[{i}]", f"unknown metric '{m}'{did_you_mean(str(m), METRICS)}; expected one of {', '.join(METRICS)}")
+            raise r.fail(f"tune.objective[{i}]",
+                         f"unknown metric '{m}'{did_you_mean(str(m), METRICS)}; expected one of {', '.join(METRICS)}")
     if len({METRICS[m].direction for m in objective}) > 1:
         raise r.fail("tune.objective", f"the metrics {objective} mix higher- and lower-is-better; their mean means nothing")
     if method is not None:

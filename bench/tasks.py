@@ -39,7 +39,8 @@ class Task:
             if seg is None:
                 raise ConfigError(f"method '{method}' ({self.kind}) returned no seg_logits")
             if seg.ndim != 5 or seg.shape[0] != batch_size or seg.shape[1] not in (1, 2) or tuple(seg.shape[2:]) != (size,) * 3:
-                raise ConfigError(f"method '{method}': seg_logits shape {tuple(seg.shape)}, expected [{batch_size}, 1 or 2, {size}, {size}, {size}]")
+                raise ConfigError(f"method '{method}': seg_logits shape {tuple(seg.shape)}, "
+                                  f"expected [{batch_size}, 1 or 2, {size}, {size}, {size}]")
         if self.needs_label:
             cls = out.cls_logits
             if cls is None:

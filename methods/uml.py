@@ -32,7 +32,7 @@ Data flow (S = input size; every feature list holds four scales, S/2 … S/16 by
   The Dice is the official one: per class (background, lesion) on the softmax, pooled over the batch,
   ``mean_c −log(Dice_c)``.
 * **Prediction**: lesion probability = softmax(s₁); pixel-wise uncertainty = ``U^s`` of the mutual
-  decoder (the map of the paper's Fig. 3); class probability ``α^c / T^c`` (METHODS.md: used for AUC and
+  decoder (the map of the paper's Fig. 3); class probability ``α^c / T^c`` (docs/methods.md: used for AUC and
   calibration) and ``U^c``.
 
 Ablation switches (one model, flags): ``mutual_decoder`` (MD), ``un`` and ``ui`` (Table 3). With UN off the
@@ -48,7 +48,7 @@ Decisions taken here:
   VGG16 64/128/256/512 and Res2Net-50 64/256/512/1024, divided by 4 to fit 3D volumes); mixer widths
   equal the segmentation encoder's (the paper's 256 per task; the bottom keeps the paper's ratio, the
   mixed bottom feature has the segmentation encoder's width); Res2Net depth 2 blocks per stage instead of
-  (3, 4, 6). Trainable InstanceNorm everywhere (METHODS.md: the official frozen BatchNorm means no
+  (3, 4, 6). Trainable InstanceNorm everywhere (docs/methods.md: the official frozen BatchNorm means no
   normalisation when training from scratch; batch 2 rules out BatchNorm).
 * ``first_stride`` 2 (default): both encoders' first stage strides (Res2Net's stem does; VGG's first block
   does not), so the top scale is S/2 and ``s₁`` and the mutual evidence are upsampled (trilinear) to S.
@@ -60,9 +60,9 @@ Decisions taken here:
   ``Upsample(scale_factor=1/8)``.
 * The four navigator outputs start at the suite's lesion prior (bias (0, logit 0.01)), like every
   softmax segmentation head here; the evidential mutual head starts at α = 1 (no offset), like TBraTS.
-* The KL annealing runs over half the budget (λ = min(1, progress / 0.5); METHODS.md scales the official
+* The KL annealing runs over half the budget (λ = min(1, progress / 0.5); docs/methods.md scales the official
   50 of 100 epochs). The official lr schedule (constant, then poly) and weight decay are not used: one
-  training budget per study (METHODS.md).
+  training budget per study (docs/methods.md).
 """
 
 from __future__ import annotations

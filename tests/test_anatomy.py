@@ -1,4 +1,4 @@
-"""Anatomy from nilearn's ICBM152 templates: structure volumes in DATA.md's bands, resampling, caching."""
+"""Anatomy from nilearn's ICBM152 templates: structure volumes in docs/data.md's bands, resampling, caching."""
 
 import numpy as np
 import pytest

@@ -20,7 +20,7 @@ def n_params(module):
 
 def test_vnet_at_width_one_is_monais_vnet():
     ours, monai = VNet3D(1, 1), VNet(spatial_dims=3, in_channels=1, out_channels=1)
-    assert n_params(ours) == n_params(monai) == 45_593_892  # METHODS.md: 45.6 M
+    assert n_params(ours) == n_params(monai) == 45_593_892  # docs/methods.md: 45.6 M
     assert [n for n, _ in ours.named_parameters()] == [n for n, _ in monai.named_parameters()]
 
 
@@ -53,7 +53,7 @@ def test_bcs_shares_one_encoder_between_the_tasks():
     out.cls_logits.sum().backward()  # the classification loss alone trains the shared encoder
     assert all(p.grad is not None for p in model.encoder.parameters())
     assert all(p.grad is None for p in model.decoder.parameters())
-    assert METHODS.get("bcs").weights == {"dice": 1.0, "bce": 0.0, "ce": 1.0}  # L = CE + Dice (METHODS.md)
+    assert METHODS.get("bcs").weights == {"dice": 1.0, "bce": 0.0, "ce": 1.0}  # L = CE + Dice (docs/methods.md)
 
 
 def test_evidential_methods_predict_dirichlet_probabilities():

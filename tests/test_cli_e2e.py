@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import REPO, write_dataset
 
 pytestmark = pytest.mark.slow
@@ -43,7 +42,8 @@ def test_run_writes_every_unit(smoke_runs):
     assert "9 unit(s) trained, 0 already done, 0 failed" in proc.stderr
     assert len(_done(runs / "smoke")) == 9
     for unit in (runs / "smoke").glob("*/fold_*/seed_*"):
-        assert {"spec.json", "history.csv", "per_case.parquet", "predictions.npz", "model.pt", "DONE.json"} <= {p.name for p in unit.iterdir()}
+        expected = {"spec.json", "history.csv", "per_case.parquet", "predictions.npz", "model.pt", "DONE.json"}
+        assert expected <= {p.name for p in unit.iterdir()}
         spec, done = json.loads((unit / "spec.json").read_text()), json.loads((unit / "DONE.json").read_text())
         assert spec["spec_hash"] == done["spec_hash"]
         assert len(pd.read_csv(unit / "history.csv")) == 2  # the smoke profile's epochs
@@ -57,7 +57,7 @@ def test_per_case_rows_come_from_test_folds_only(smoke_runs):
     assert rows["split_hash"].nunique() == 1 and rows["split_hash"].iloc[0] == splits["hash"]
     for (arm, fold), part in rows.groupby(["arm", "fold"]):
         assert set(part["case_id"]) == set(splits["test"][fold]), (arm, fold)
-    for arm, part in rows.groupby("arm"):
+    for _, part in rows.groupby("arm"):
         assert sorted(part["case_id"]) == sorted(s for fold in splits["test"] for s in fold)  # each case once
     seg, cls = rows[rows["arm"].str.startswith("unet3d")], rows[rows["arm"] == "resnet34"]
     assert seg["dsc"].between(0, 1).all() and seg["prob_nmosd"].isna().all()
@@ -207,7 +207,6 @@ def test_error_missing_image_file(tmp_path, bench_cli):
 
 def test_error_mask_shape_mismatch(tmp_path, bench_cli):
     import numpy as np
-
     from conftest import save_nifti
 
     study = _manifest_study(tmp_path)

@@ -1,5 +1,5 @@
-"""The seed's Tables 3–4 as studies: both run end to end through the CLI on the `smoke` profile; their
-reports have the tables' rows (the joint model last) and columns and the ROC panel (seed Fig. 9); the
+"""The joint-model paper's Tables 3–4 as studies: both run end to end through the CLI on the `smoke` profile; their
+reports have the tables' rows (the joint model last) and columns and the ROC panel (paper Fig. 9); the
 `cpu` profile runs them at width 0.25 and `paper` at full width."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import REPO
 
 from bench.study import load_study
-from conftest import REPO
 
 BENCH = str(Path(sys.executable).with_name("bench"))
 
-# study → (arm labels in the seed table's row order, metric columns)
+# study → (arm labels in the paper table's row order, metric columns)
 STUDIES = {
     "comparison_seg": (["3D UNet", "VNet", "AttentionUNet", "Joint Model"], ["dsc", "ppv", "tpr", "vd"]),
     "comparison_cls": (["ResNet34", "ResNet50", "ResNet101", "ResNet152", "DenseNet121", "SENet50", "Joint Model"],

@@ -1,7 +1,8 @@
-"""Manifest validation, the seed's preprocessing, the cache, and the placeholder generator."""
+"""Manifest validation, the joint-model paper's preprocessing, the cache, and the placeholder generator."""
 
 import numpy as np
 import pytest
+from conftest import brain_volume, save_nifti, write_dataset
 
 from bench.data import prepare_dataset
 from bench.data.manifest import read_manifest
@@ -10,7 +11,6 @@ from bench.data.synthetic import SyntheticConfig, cohort_plan, generate_cohort, 
 from bench.errors import DataError
 from bench.noise import gaussian_noise
 from bench.profiles import get_profile
-from conftest import brain_volume, save_nifti, write_dataset
 
 HEADER = "scan_id,patient_id,timepoint,label,site,image_path,mask_path\n"
 

@@ -1,4 +1,4 @@
-"""The MS/NMOSD joint model (seed 000 §3.2–3.4): shapes, the crossover unit, each Lesion Guidance mode's
+"""The MS/NMOSD joint model (joint-model paper §3.2–3.4): shapes, the crossover unit, each Lesion Guidance mode's
 structure, the cross-task CAM loss against hand-computed values, the β weights, and the switches."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from bench.errors import ConfigError
 from bench.loop import make_optimizer, train_step
 from bench.registry import METHODS, load_plugins
 from bench.study import Training
-from methods.joint import (JointModel, JointModelLoss, LesionGuidance, class_activation_maps, cross_task_loss, minmax)
+from methods.joint import JointModel, JointModelLoss, LesionGuidance, class_activation_maps, cross_task_loss, minmax
 
 load_plugins()
 WIDTH = 0.25
@@ -126,7 +126,7 @@ def test_other_lgm_modes_pass_the_segmentation_output_to_the_classifier(lgm):
 
 @pytest.mark.parametrize("mode", ["full", "dot", "concat", "add", "none"])
 def test_each_lgm_mode_computes_the_structure_it_names(mode):
-    """Recompute J from the module's own layers by the formula of each mode (seed Eqs. 7–9, Table 8)."""
+    """Recompute J from the module's own layers by the formula of each mode (paper Eqs. 7–9, Table 8)."""
     torch.manual_seed(0)
     lgm = LesionGuidance(channels=4, prob_channels=2, out_channels=4, mode=mode).eval()
     f_cls = torch.randn(1, 4, 8, 8, 8)

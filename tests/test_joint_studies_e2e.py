@@ -1,4 +1,4 @@
-"""The seed's Tables 5–9 as studies: all four run end to end through the CLI on the `smoke` profile and
+"""The joint-model paper's Tables 5–9 as studies: all four run end to end through the CLI on the `smoke` profile and
 their reports have the tables' rows and columns, the CAM maps and the segmentation overlays."""
 
 from __future__ import annotations
@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REPO
 
 pytestmark = pytest.mark.slow
 BENCH = str(Path(sys.executable).with_name("bench"))
 
-# study → (arm labels in the seed table's row order, metric columns)
+# study → (arm labels in the paper table's row order, metric columns)
 STUDIES = {
     "joint_vs_single": (["Only Seg Model", "Only Cls Model", "Joint Model"], ["dsc", "ppv", "tpr", "vd", "acc", "sn", "sp", "auc"]),
     "ablation_share": (["w/o share", "Only local", "Only global", "Joint Model"], ["dsc", "ppv", "tpr", "vd", "acc", "sn", "sp", "auc"]),

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import REPO
 
 from bench.registry import METHODS, load_plugins
 from bench.study import load_study
-from conftest import REPO
 
 BENCH = str(Path(sys.executable).with_name("bench"))
 

@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
+from conftest import brain_volume, save_nifti
 
 from bench.data.check import summarise
 from bench.data.loaders import bids_rows, detect_layout, isbi2015_rows, msseg2016_rows, write_loader_manifest
 from bench.data.manifest import read_manifest
 from bench.errors import ConfigError, DataError
-from conftest import brain_volume, save_nifti
 
 
 def _isbi(root):

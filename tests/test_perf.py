@@ -1,10 +1,10 @@
 """`bench perf`: the efficiency benchmark measures what it names (values, not timings, are asserted)."""
 
 import pandas as pd
+from conftest import REPO
 
 from bench.perf import measure_arm
 from bench.profiles import get_profile
-from conftest import REPO
 
 
 def test_measure_arm_in_process():

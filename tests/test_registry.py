@@ -46,7 +46,8 @@ def test_width_multiplier_shrinks_the_network(name):
 
 
 def test_unknown_method_lists_close_matches():
-    with pytest.raises(ConfigError, match=r"unknown method 'resnet43' \(did you mean 'resnet34'( or '[a-z0-9_]+')*\?\); available: .*unet3d"):
+    pattern = r"unknown method 'resnet43' \(did you mean 'resnet34'( or '[a-z0-9_]+')*\?\); available: .*unet3d"
+    with pytest.raises(ConfigError, match=pattern):
         METHODS.get("resnet43")
 
 

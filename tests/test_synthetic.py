@@ -230,7 +230,7 @@ def test_site_class_coupling():
     plan = cohort_plan(coupled)
     patients = sorted({(p, label) for p, _, label in plan})
     sites = {c: Counter((subject_plan(c, p, label)["site"], label) for p, label in patients) for c in (coupled, free)}
-    assert sites[coupled][("A", "NMOSD")] == 0 and sites[coupled][("A", "MS")] == 5  # the seed's site shortcut
+    assert sites[coupled][("A", "NMOSD")] == 0 and sites[coupled][("A", "MS")] == 5  # the joint-model paper's site shortcut
     assert sites[free][("A", "NMOSD")] > 0  # site drawn independently of the label
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import REPO
 
 BENCH = str(Path(sys.executable).with_name("bench"))
@@ -156,7 +155,7 @@ def test_two_workers_share_a_storage_then_run_and_report_use_the_tuned_weights(t
     runs, reports = tmp_path / "runs", tmp_path / "reports"
     out = _bench("tune", "--study", study_file, "--profile", "smoke", "--jobs", 2, "--runs-dir", runs, "--no-mlflow")
     assert "fold 0: 3/3 finished" in out.stderr.replace("\n", " ")
-    for k, ts in _trials(runs).items():
+    for ts in _trials(runs).values():
         ran = [t for t in ts if not t.user_attrs.get("bench.surplus")]
         assert _finished(ran) == TRIALS == len(ran)  # no trial twice, none lost
         weights = [tuple(sorted(t.params.items())) for t in ran]

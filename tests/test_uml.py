@@ -1,4 +1,4 @@
-"""UML (seed 004): hand-computed pieces, the Table 3 switches changing what they name, the loss (Eqs. 7–10)."""
+"""UML (UML paper): hand-computed pieces, the Table 3 switches changing what they name, the loss (Eqs. 7–10)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import torch.nn.functional as F
 from bench.errors import ConfigError
 from bench.evidential import digamma_loss, dirichlet_alpha, kl_to_uniform, subjective_opinion
 from bench.registry import METHODS, load_plugins
-from methods.uml import (UML, PolarizedSelfAttention, Res2NetBlock, UMLLoss, channel_shuffle, log_dice_loss,
-                         reliable_mask)
+from methods.uml import UML, PolarizedSelfAttention, Res2NetBlock, UMLLoss, channel_shuffle, log_dice_loss, reliable_mask
 
 load_plugins()
 SIZE = 32

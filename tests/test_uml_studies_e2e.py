@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO
 
 from bench.study import load_study
-from conftest import REPO
 
 BENCH = str(Path(sys.executable).with_name("bench"))
 METRICS = ["acc", "f1", "dsc", "dsc_lesion", "assd"]

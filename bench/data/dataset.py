@@ -1,7 +1,7 @@
-"""In-memory training and evaluation datasets over preprocessed volumes, with the seed's augmentation.
+"""In-memory training and evaluation datasets over preprocessed volumes, with the joint-model paper's augmentation.
 
-Augmentation (seed §3.1.3): a flip along one randomly chosen axis and a random rotation, each with
-probability 0.5. Decision: the seed gives no rotation range; we rotate up to ±15° about each axis
+Augmentation (joint-model paper §3.1.3): a flip along one randomly chosen axis and a random rotation, each with
+probability 0.5. Decision: the paper gives no rotation range; we rotate up to ±15° about each axis
 (``training.rotate_degrees``). Image and mask move together; the mask is rotated with
 nearest-neighbour interpolation so it stays binary.
 """

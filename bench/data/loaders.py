@@ -1,14 +1,15 @@
-"""Loaders that turn real dataset layouts into the manifest format (DATA.md).
+"""Loaders that turn real dataset layouts into the manifest format (docs/data.md).
 
 | layout | files |
 |---|---|
 | ISBI 2015 | ``training/trainingNN/preprocessed/trainingNN_TT_flair_pp.nii`` and ``.../masks/trainingNN_TT_mask{1,2}.nii`` |
 | MSSEG-2016 | ``Center_XX/Patient_YY/Preprocessed_Data/FLAIR_preprocessed.nii.gz`` and ``.../Masks/Consensus.nii.gz`` |
-| BIDS | ``sub-*/[ses-*/]anat/*_FLAIR.nii.gz``, masks ``derivatives/*/sub-*/[ses-*/]anat/*_label-lesion_mask.nii.gz``, diagnosis in ``participants.tsv`` |
+| BIDS | ``sub-*/[ses-*/]anat/*_FLAIR.nii.gz``; masks ``derivatives/*/sub-*/[ses-*/]anat/*_label-lesion_mask.nii.gz``; |
+|      | diagnosis in ``participants.tsv`` |
 
 Each loader returns manifest rows with absolute paths; :func:`write_loader_manifest` writes them under
 the cache so a study can name the layout directly (``dataset: {name: isbi2015, options: {path: …}}``).
-ISBI's two raters are combined as ``mask1`` (default), ``mask2``, ``union`` or ``intersection`` (the seed
+ISBI's two raters are combined as ``mask1`` (default), ``mask2``, ``union`` or ``intersection`` (the joint-model paper
 used the intersection); combined masks are written next to the manifest.
 """
 

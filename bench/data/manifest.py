@@ -1,4 +1,4 @@
-"""The manifest: one CSV row per scan, the format every dataset is normalised to (DATA.md).
+"""The manifest: one CSV row per scan, the format every dataset is normalised to (docs/data.md).
 
 Columns: ``scan_id, patient_id, timepoint, label (MS|NMOSD|empty), site, image_path, mask_path``;
 optional scanner parameters and a fixed ``fold`` are kept as extra columns. Relative paths are

@@ -1,4 +1,4 @@
-"""The seed's preprocessing (§3.1.2) with MONAI transforms, and its on-disk cache.
+"""The joint-model paper's preprocessing (§3.1.2) with MONAI transforms, and its on-disk cache.
 
 Per scan: read the NIfTI image and mask (nibabel) and check they match; crop the empty background;
 resize to the profile's cube; z-score inside the brain (non-zero voxels). The mask is resized

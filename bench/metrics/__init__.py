@@ -1,4 +1,4 @@
-"""Metrics: one implementation for every method (STATS.md). This module only names them.
+"""Metrics: one implementation for every method (docs/statistics.md). This module only names them.
 
 Each metric has a task (``seg``: per case; ``cls``: over a set of cases), a direction
 (``max``: higher is better) and a table header. Segmentation metrics are computed in

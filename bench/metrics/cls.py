@@ -1,4 +1,4 @@
-"""Classification metrics over a set of cases (NMOSD = 1 is the positive class), STATS.md.
+"""Classification metrics over a set of cases (NMOSD = 1 is the positive class), docs/statistics.md.
 
 ACC, SN (sensitivity, NMOSD), SP (specificity, MS), AUC, F1 (NMOSD), balanced accuracy, ECE and
 Brier score. AUC is NaN when only one class is present. ECE uses 10 equal-width bins of the

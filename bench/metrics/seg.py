@@ -1,4 +1,4 @@
-"""Per-case segmentation metrics on binary masks (STATS.md), with a defined value for empty masks.
+"""Per-case segmentation metrics on binary masks (docs/statistics.md), with a defined value for empty masks.
 
 Empty-mask policy (empty masks never vanish from an average; each imputed case is flagged):
 

@@ -1,11 +1,11 @@
-"""Report figures drawn on the volumes themselves (seed 000 Figs. 10 and 12).
+"""Report figures drawn on the volumes themselves (joint-model paper Figs. 10 and 12).
 
 * ``overlays.png`` — segmentation overlays: for a few test cases, the axial slice with the most reference
   lesion voxels, with each segmenting arm's σ = 0 prediction coloured true positive red, false positive
-  green, false negative yellow (the seed's Fig. 10 colours).
+  green, false negative yellow (the joint-model paper's Fig. 10 colours).
 * ``cams.png`` — lesion localisation: the same cases' FLAIR slice, reference mask, and the class-activation
   localisation map (``cams.npz``, written by arms whose model emits ``aux["cam"]``) of each such arm,
-  for the class the model predicted (the seed's Fig. 12).
+  for the class the model predicted (the joint-model paper's Fig. 12).
 * ``uncertainty_maps.png`` — UML's Fig. 3 for the arms with a pixel-wise uncertainty (``uncertainty.npz``):
   per case, a row at σ = 0 and a row at the largest σ of the grid; the input the network saw (the noisy
   one regenerated from the case's noise seed) with the reference outline, then per arm its segmentation
@@ -31,7 +31,7 @@ from bench.store import SPEC, done_units, read_json
 __all__ = ["plot_maps", "choose_cases", "overlay_colours", "unpack_prediction", "plot_uncertainty"]
 
 CLASS_NAMES = {0: "MS", 1: "NMOSD"}
-TP, FP, FN = (0.85, 0.1, 0.1), (0.1, 0.75, 0.2), (1.0, 0.85, 0.0)  # red, green, yellow (seed Fig. 10)
+TP, FP, FN = (0.85, 0.1, 0.1), (0.1, 0.75, 0.2), (1.0, 0.85, 0.0)  # red, green, yellow (paper Fig. 10)
 
 
 def unpack_prediction(packed: np.ndarray, shape: Sequence[int]) -> np.ndarray:

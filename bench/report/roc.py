@@ -1,4 +1,4 @@
-"""ROC panel (seed Figs. 9 and 11): per-fold curves (thin), mean curve on a common FPR grid with a
+"""ROC panel (paper Figs. 9 and 11): per-fold curves (thin), mean curve on a common FPR grid with a
 ±1 std band, AUC mean ± std in the legend, chance diagonal. Okabe–Ito colour-blind-safe palette."""
 
 from __future__ import annotations

@@ -112,7 +112,7 @@ def _plot(record: dict, trials: pd.DataFrame, importances: pd.DataFrame, out: Pa
     folds = sorted(record["folds"], key=int)
     for i, w in enumerate(space):
         values = [record["folds"][f].get("weights", {}).get(w) for f in folds]
-        for k, (f, v) in enumerate(zip(folds, values)):
+        for k, v in enumerate(values):
             if v is not None:
                 ax.scatter(i + (k - (len(folds) - 1) / 2) * 0.08, v, color=OKABE_ITO[k % len(OKABE_ITO)], s=26)
         ax.hlines(record["defaults"][w], i - 0.3, i + 0.3, color="black", linewidth=1.5, linestyles="--")
