@@ -18,7 +18,7 @@ BENCH = str(Path(sys.executable).with_name("bench"))
 
 # study → (arm labels in the paper table's row order, metric columns)
 STUDIES = {
-    "comparison_seg": (["3D UNet", "VNet", "AttentionUNet", "Joint Model"], ["dsc", "ppv", "tpr", "vd"]),
+    "comparison_seg": (["3D UNet", "VNet", "AttentionUNet", "Joint Model"], ["dsc", "ppv", "tpr", "vd", "dsc_lesion"]),
     "comparison_cls": (["ResNet34", "ResNet50", "ResNet101", "ResNet152", "DenseNet121", "SENet50", "Joint Model"],
                        ["acc", "sn", "sp", "auc"]),
 }
@@ -33,7 +33,7 @@ def test_profiles_of_the_comparison_studies(study):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("study", list(STUDIES))
-def test_comparison_study_runs_on_smoke_with_the_seed_table_layout(tmp_path, study):
+def test_comparison_study_runs_on_smoke_with_the_paper_table_layout(tmp_path, study):
     runs, reports = tmp_path / "runs", tmp_path / "reports"
     for args in (["run", "--study", study, "--profile", "smoke", "--jobs", "2", "--runs-dir", str(runs), "--no-mlflow"],
                  ["report", study, "--runs-dir", str(runs), "--out", str(reports)]):

@@ -41,7 +41,7 @@ def joint_runs(tmp_path_factory):
 
 
 @pytest.mark.parametrize("study", list(STUDIES))
-def test_study_report_has_the_seed_table_layout(joint_runs, study):
+def test_study_report_has_the_paper_table_layout(joint_runs, study):
     _, reports = joint_runs
     labels, metrics = STUDIES[study]
     table = pd.read_csv(reports / study / "table.csv")
