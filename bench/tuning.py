@@ -65,6 +65,7 @@ from bench.search import (
 )
 from bench.splits import inner_splits
 from bench.store import write_json_atomic
+from bench.testhooks import hold
 
 __all__ = ["Search", "make_search", "inner_splits", "make_storage", "open_fold_study", "work", "export_results",
            "tuned_weights", "tune_dir", "SURPLUS", "ERROR_ATTR", "DEFAULT_GRACE"]
@@ -245,6 +246,7 @@ def run_trial(search: Search, fold: int, trial, data_cache: dict, on_epoch: Call
             estimate = (sum(finals) + value) / (j + 1)
             step = j * epochs + row["epoch"]
             trial.report(estimate, step)
+            hold(f"trial {fold}/{trial.number}")  # a kill test's pause point; returns at once otherwise
             if on_epoch:
                 on_epoch({"fold": fold, "trial": trial.number, "inner_fold": j, "epoch": row["epoch"], "epochs": epochs,
                           "value": value, "estimate": estimate})

@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 from conftest import REPO
 
+from bench.testhooks import HOLD_ENV, MARKER_ENV
+
 BENCH = str(Path(sys.executable).with_name("bench"))
 TRIALS = 3
 STUDY = f"""include: {REPO / 'studies' / '_base.yaml'}
@@ -94,27 +96,19 @@ def test_fixed_seed_one_worker_gives_the_same_best_weights_twice(tmp_path, study
 @pytest.mark.slow
 def test_killed_search_resumes_to_exactly_the_budget_with_one_mlflow_run_per_trial(tmp_path, study_file):
     runs = tmp_path / "runs"
-    db = runs / "tune_smoke" / "tune" / "optuna.db"
     args = ["tune", "--study", study_file, "--profile", "smoke", "--runs-dir", runs, "--grace-period", 2]
+    marker = tmp_path / "held"  # trial 1 of outer fold 0 stops after its first epoch's report, until killed
+    env = {**os.environ, HOLD_ENV: "trial 0/1", MARKER_ENV: str(marker)}
     proc = subprocess.Popen([BENCH, *map(str, args)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    killed_trial = None
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None:  # kill it while a trial runs, after one has finished
+                            start_new_session=True, env=env)
+    while not marker.exists():  # a state, not a time: the marker appears when the trial holds
+        assert proc.poll() is None, f"the search ended before trial 1 held: {proc.stderr.read().decode()[-2000:]}"
         time.sleep(0.2)
-        if not db.exists() or not (db.parent / "search.json").exists():
-            continue
-        try:
-            folds = _trials(runs)
-        except Exception:  # the storage is being created
-            continue
-        running = [(k, t) for k, ts in folds.items() for t in ts if t.state.name == "RUNNING"]
-        if running and sum(_finished(ts) for ts in folds.values()) >= 1 and running[0][1].params:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            killed_trial = running[0]
-            break
-    assert killed_trial is not None, "the search ended before it could be killed mid-way"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    folds = _trials(runs)
+    killed_trial = (0, folds[0][1])
+    assert sum(_finished(ts) for ts in folds.values()) >= 1 and killed_trial[1].params
     fold, trial = killed_trial
     assert _trials(runs)[fold][trial.number].state.name == "RUNNING"  # left running by the dead worker
     assert _finished(_trials(runs)[fold]) < TRIALS

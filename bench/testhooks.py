@@ -1,0 +1,27 @@
+"""Test-only pause points, so that kill tests kill at a state and never at a time.
+
+With ``BENCH_TEST_HOLD=<point>`` and ``BENCH_TEST_HOLD_MARKER=<file>`` in the environment, the process that reaches
+:func:`hold` with that point writes the marker file (its pid) and blocks until it is killed; a test waits for the
+marker, then kills. Without them — always, outside the tests — :func:`hold` returns at once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+__all__ = ["hold", "HOLD_ENV", "MARKER_ENV"]
+
+HOLD_ENV, MARKER_ENV = "BENCH_TEST_HOLD", "BENCH_TEST_HOLD_MARKER"
+
+
+def hold(point: str) -> None:
+    """Block forever at ``point`` when a test asked for it (see the module docstring)."""
+    if os.environ.get(HOLD_ENV) != point or not os.environ.get(MARKER_ENV):
+        return
+    marker = Path(os.environ[MARKER_ENV])
+    marker.with_suffix(".tmp").write_text(str(os.getpid()))
+    marker.with_suffix(".tmp").replace(marker)  # the marker appears whole
+    while True:
+        time.sleep(60)
