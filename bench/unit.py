@@ -18,6 +18,7 @@ import numpy as np
 
 from bench.spec import UnitSpec, code_version
 from bench.store import DONE, FAILED, SPEC, write_json_atomic
+from bench.testhooks import hold
 
 __all__ = ["run_unit", "Event", "training_setup", "validation_metrics", "VALIDATION_METRICS"]
 
@@ -161,6 +162,7 @@ def run_unit(spec_data: dict[str, Any], directory: str, emit: Event | None = Non
     emit = emit or (lambda event: None)
     write_json_atomic(path / SPEC, spec.to_json())
     emit({"type": "start", "epochs": spec.profile["epochs"]})
+    hold(f"unit {spec.arm}/fold_{spec.fold}/seed_{spec.seed}")  # a kill test's pause point; returns at once otherwise
     started = time.time()
     try:
         summary = _train_and_evaluate(spec, path, emit)
