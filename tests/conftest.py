@@ -93,3 +93,19 @@ def bench_cli(capsys, monkeypatch):
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+def held_env(point: str, marker: Path) -> dict[str, str]:
+    """The environment that makes a `bench` process block at ``point`` (bench.testhooks) and say so in ``marker``."""
+    from bench.testhooks import HOLD_ENV, MARKER_ENV
+
+    return {**os.environ, HOLD_ENV: point, MARKER_ENV: str(marker)}
+
+
+def wait_for(condition, proc) -> None:
+    """Until ``condition()`` holds — a state, never a time; fails if the process ends first."""
+    import time
+
+    while not condition():
+        assert proc.poll() is None, "the process ended before reaching the state the test waits for"
+        time.sleep(0.05)

@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, write_dataset
-
-from bench.testhooks import HOLD_ENV, MARKER_ENV
+from conftest import REPO, held_env, wait_for, write_dataset
 
 pytestmark = pytest.mark.slow
 BENCH = str(Path(sys.executable).with_name("bench"))
@@ -117,24 +115,12 @@ def test_report_from_run_directories(smoke_runs, bench_cli, tmp_path):
     assert set(pairs["test"]) == {"Wilcoxon signed-rank"} and pairs["p_adj"].between(0, 1).all()
 
 
-def _held(point: str, marker: Path) -> dict[str, str]:
-    """The environment that makes a `bench` process block at ``point`` (bench.testhooks) and say so in ``marker``."""
-    return {**os.environ, HOLD_ENV: point, MARKER_ENV: str(marker)}
-
-
-def _wait_for(condition, proc) -> None:
-    """Until ``condition()`` holds — a state, never a time; fails if the process ends first."""
-    while not condition():
-        assert proc.poll() is None, "the run ended before reaching the state the test waits for"
-        time.sleep(0.05)
-
-
 def _kill_after_first_unit(runs: Path) -> int:
     marker = runs.parent / "held"  # units run in order; the second one blocks at its start until killed
     proc = subprocess.Popen([BENCH, "run", "--study", "smoke", "--profile", "smoke", "--arms", "unet3d",
                              "--runs-dir", str(runs), "--no-mlflow"], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True, env=_held("unit unet3d/fold_1/seed_0", marker))
-    _wait_for(marker.exists, proc)
+                            stderr=subprocess.DEVNULL, start_new_session=True, env=held_env("unit unet3d/fold_1/seed_0", marker))
+    wait_for(marker.exists, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     return len(_done(runs / "smoke"))
@@ -257,9 +243,9 @@ def test_ctrl_c_on_a_pool_run_keeps_finished_units(tmp_path, bench_cli):
     proc = subprocess.Popen([BENCH, "run", "--study", "smoke", "--profile", "smoke", "--jobs", "2", "--runs-dir", str(runs),
                              "--no-mlflow"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-                            env=_held("unit resnet34/fold_2/seed_0", tmp_path / "held"))
+                            env=held_env("unit resnet34/fold_2/seed_0", tmp_path / "held"))
     # one worker holds at the start of the last ResNet34 unit; Ctrl-C comes once the other has finished a unit
-    _wait_for(lambda: (tmp_path / "held").exists() and _done(runs / "smoke"), proc)
+    wait_for(lambda: (tmp_path / "held").exists() and _done(runs / "smoke"), proc)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends to the whole process group
     _, err = proc.communicate(timeout=120)
     finished = len(_done(runs / "smoke"))

@@ -10,15 +10,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO
-
-from bench.testhooks import HOLD_ENV, MARKER_ENV
+from conftest import REPO, held_env, wait_for
 
 BENCH = str(Path(sys.executable).with_name("bench"))
 TRIALS = 3
@@ -98,18 +95,14 @@ def test_killed_search_resumes_to_exactly_the_budget_with_one_mlflow_run_per_tri
     runs = tmp_path / "runs"
     args = ["tune", "--study", study_file, "--profile", "smoke", "--runs-dir", runs, "--grace-period", 2]
     marker = tmp_path / "held"  # trial 1 of outer fold 0 stops after its first epoch's report, until killed
-    env = {**os.environ, HOLD_ENV: "trial 0/1", MARKER_ENV: str(marker)}
     proc = subprocess.Popen([BENCH, *map(str, args)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True, env=env)
-    while not marker.exists():  # a state, not a time: the marker appears when the trial holds
-        assert proc.poll() is None, f"the search ended before trial 1 held: {proc.stderr.read().decode()[-2000:]}"
-        time.sleep(0.2)
+                            start_new_session=True, env=held_env("trial 0/1", marker))
+    wait_for(marker.exists, proc)  # a state, not a time: the marker appears when the trial holds
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     folds = _trials(runs)
-    killed_trial = (0, folds[0][1])
-    assert sum(_finished(ts) for ts in folds.values()) >= 1 and killed_trial[1].params
-    fold, trial = killed_trial
+    fold, trial = 0, folds[0][1]
+    assert sum(_finished(ts) for ts in folds.values()) >= 1 and trial.params
     assert _trials(runs)[fold][trial.number].state.name == "RUNNING"  # left running by the dead worker
     assert _finished(_trials(runs)[fold]) < TRIALS
 
