@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["BenchError", "ConfigError", "DataError", "LeakageError", "did_you_mean"]
+__all__ = ["BenchError", "ConfigError", "DataError", "LeakageError", "Terminated", "did_you_mean"]
 
 
 class BenchError(Exception):
@@ -22,6 +22,10 @@ class DataError(BenchError):
 
 class LeakageError(DataError):
     """A split would put one patient on both sides of a fold."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: handled like Ctrl-C (workers stopped, MLflow runs marked KILLED), exit status 143."""
 
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:

@@ -1,45 +1,43 @@
 """Executors: run units inline or in a local process pool (``--jobs N``).
 
-Pool workers are spawned (not forked) and each uses a fixed number of torch threads: on a small CPU,
-two units with one thread each beat one unit with two threads, and oversubscribed threads were
-measured up to 13× slower. Workers report progress events through a queue; the parent process alone
-writes to MLflow, so no two processes ever contend for the tracking database.
+Pool workers come from :func:`bench.procs.spawn_pool` (spawned, a fixed number of torch threads each,
+gone as soon as the parent is): on a small CPU, two units with one thread each beat one unit with two
+threads, and oversubscribed threads were measured up to 13× slower. Workers report progress events
+through a queue they inherit; the parent process alone writes to MLflow, so no two processes ever
+contend for the tracking database.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
 import queue as queue_module
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
+from bench.procs import SPAWN, set_threads, spawn_pool, terminate_pool, usable_cores
 from bench.spec import PlannedUnit
 
 __all__ = ["execute", "default_threads", "set_threads", "terminate_pool"]
 
 OnEvent = Callable[[PlannedUnit, dict[str, Any]], None]
 OnResult = Callable[[PlannedUnit, dict[str, Any]], None]
+_EVENTS = None  # the worker's end of the parent's event queue (set by the pool initializer)
 
 
 def default_threads(jobs: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(jobs, 1))
+    """Torch threads per unit when ``jobs`` units run at once: the usable cores (``$BENCH_CORES``) shared out."""
+    return max(1, usable_cores() // max(jobs, 1))
 
 
-def set_threads(threads: int) -> None:
-    """Torch (and OpenMP/MKL) threads of this process."""
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
+def _bind_events(events) -> None:
+    global _EVENTS
+    _EVENTS = events
 
 
-def _pool_unit(spec: dict, directory: str, index: int, events) -> dict[str, Any]:
+def _pool_unit(spec: dict, directory: str, index: int) -> dict[str, Any]:
     from bench.unit import run_unit
 
-    return run_unit(spec, directory, emit=lambda event: events.put((index, event)))
+    return run_unit(spec, directory, emit=lambda event: _EVENTS.put((index, event)))
 
 
 def _inline(units: list[PlannedUnit], threads: int, on_event: OnEvent, on_result: OnResult) -> None:
@@ -52,37 +50,29 @@ def _inline(units: list[PlannedUnit], threads: int, on_event: OnEvent, on_result
 
 
 def _pool(units: list[PlannedUnit], jobs: int, threads: int, on_event: OnEvent, on_result: OnResult) -> None:
-    ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager:
-        events = manager.Queue()
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=set_threads, initargs=(threads,))
-        futures: dict[Future, PlannedUnit] = {}
-        try:
-            for i, unit in enumerate(units):
-                futures[pool.submit(_pool_unit, unit.spec.to_json(), str(unit.directory), i, events)] = unit
-            remaining = set(futures)
-            while remaining:
-                finished, remaining = wait(remaining, timeout=0.2, return_when=FIRST_COMPLETED)
-                _drain(events, units, on_event)
-                for future in finished:
-                    unit = futures[future]
-                    try:
-                        result = future.result()
-                    except Exception as exc:  # the worker process itself died
-                        result = {"status": "failed", "error": f"worker died: {type(exc).__name__}: {exc}", "traceback": ""}
-                    on_result(unit, result)
+    events = SPAWN.Queue()
+    pool = spawn_pool(jobs, threads=threads, initializer=_bind_events, initargs=(events,))
+    futures: dict[Future, PlannedUnit] = {}
+    try:
+        for i, unit in enumerate(units):
+            futures[pool.submit(_pool_unit, unit.spec.to_json(), str(unit.directory), i)] = unit
+        remaining = set(futures)
+        while remaining:
+            finished, remaining = wait(remaining, timeout=0.2, return_when=FIRST_COMPLETED)
             _drain(events, units, on_event)
-        except BaseException:
-            terminate_pool(pool)
-            raise
-        pool.shutdown(wait=True)
-
-
-def terminate_pool(pool: ProcessPoolExecutor) -> None:
-    """Stop a pool's workers now (Ctrl-C, or an error in the parent) without waiting for their work."""
-    for process in list(getattr(pool, "_processes", {}).values()):
-        process.terminate()
-    pool.shutdown(wait=False, cancel_futures=True)
+            for future in finished:
+                unit = futures[future]
+                try:
+                    result = future.result()
+                except Exception as exc:  # the worker process itself died
+                    result = {"status": "failed", "error": f"worker died: {type(exc).__name__}: {exc}", "traceback": ""}
+                on_result(unit, result)
+        _drain(events, units, on_event)
+    except BaseException:
+        terminate_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+    events.close()
 
 
 def _drain(events, units: list[PlannedUnit], on_event: OnEvent) -> None:

@@ -21,11 +21,12 @@ stopped and reported as timed out.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import statistics
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.procs import run_isolated
 
 __all__ = ["LEVERS", "measure_lever", "measure_levers", "levers_markdown", "DEFAULT_LEVER_METHODS"]
 
@@ -122,16 +123,12 @@ def _worker(args) -> dict[str, Any]:
         return {"method": method, "lever": lever, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"}
 
 
-def _run_with_timeout(ctx, job, timeout: float | None) -> dict[str, Any]:
+def _run_with_timeout(job, timeout: float | None) -> dict[str, Any]:
     """``_worker(job)`` in a fresh process; past ``timeout`` seconds the process is killed and the row says so."""
-    pool = ctx.Pool(1)
     try:
-        return pool.apply_async(_worker, (job,)).get(timeout)
-    except mp.TimeoutError:
-        return {"method": job[1], "lever": job[2], "error": f"timed out after {timeout:g} s"}
-    finally:
-        pool.terminate()
-        pool.join()
+        return run_isolated(_worker, (job,), timeout=timeout)
+    except TimeoutError as exc:
+        return {"method": job[1], "lever": job[2], "error": str(exc)}
 
 
 def measure_levers(methods, profile, *, levers=LEVERS, steps: int = 5, threads: int = 1, progress=None,
@@ -140,12 +137,11 @@ def measure_levers(methods, profile, *, levers=LEVERS, steps: int = 5, threads: 
 
     ``timeout``: seconds one (method, lever) may take, compile and warm-up included (None: no limit).
     """
-    ctx = mp.get_context("spawn")
     jobs = [("step", m, lever, profile.as_dict(), steps, threads) for m in methods for lever in levers]
     jobs.append(("data", "", "", profile.as_dict(), steps, threads))
     rows, data = [], {}
     for i, job in enumerate(jobs):
-        result = _run_with_timeout(ctx, job, timeout)
+        result = _run_with_timeout(job, timeout)
         if job[0] == "data":
             data = result
         else:

@@ -11,10 +11,11 @@ built. Times are medians over ``steps`` repetitions after one warm-up.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import statistics
 import time
 from typing import Any
+
+from bench.procs import run_isolated
 
 __all__ = ["measure_arm", "measure_arms", "method_arms", "efficiency_markdown"]
 
@@ -96,12 +97,10 @@ def _worker(args) -> dict[str, Any]:
 def measure_arms(arms, profile, *, steps: int = 3, threads: int = 1, progress=None) -> list[dict[str, Any]]:
     """Measure every arm (a :class:`bench.study.Arm`) at ``profile``, one fresh process per arm, one
     after the other."""
-    ctx = mp.get_context("spawn")
     rows = []
     for i, arm in enumerate(arms):
-        with ctx.Pool(1) as pool:
-            rows.append(pool.apply(_worker, ((arm.name, arm.method, dict(arm.model_args), dict(arm.weights),
-                                              profile.as_dict(), steps, threads),)))
+        rows.append(run_isolated(_worker, ((arm.name, arm.method, dict(arm.model_args), dict(arm.weights),
+                                            profile.as_dict(), steps, threads),)))
         if progress:
             progress(i + 1, len(arms))
     return rows

@@ -64,10 +64,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import multiprocessing
-import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -80,6 +77,7 @@ from scipy import ndimage
 from bench.data.anatomy import CST_POLYLINE, Anatomy, load_anatomy, load_regions
 from bench.data.cache import DEFAULT_DIFFICULTY
 from bench.data.manifest import write_manifest
+from bench.procs import spawn_pool, usable_cores
 
 __all__ = [
     "GENERATOR_VERSION", "DEFAULT_DIFFICULTY", "LESION_CLASSES", "MIXTURES", "COUNTS", "SITES", "SyntheticConfig",
@@ -706,7 +704,7 @@ def generate_cohort(config: SyntheticConfig, out: Path, *, progress: Callable[[i
     plan = cohort_plan(config)
     load_anatomy(config.size)  # derive and cache once, before the workers start
     load_regions()
-    jobs = max(1, min(jobs or min(os.cpu_count() or 1, 4), len(plan)))
+    jobs = max(1, min(jobs or min(usable_cores(), 4), len(plan)))
     tasks = [(config, patient, tp, label, str(out)) for patient, tp, label in plan]
     rows: dict[int, dict[str, str]] = {}
 
@@ -718,7 +716,7 @@ def generate_cohort(config: SyntheticConfig, out: Path, *, progress: Callable[[i
     if jobs > 1:
         # spawn, not fork: the caller may already run torch/OpenMP threads, which a fork would copy in a locked state
         try:
-            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            with spawn_pool(jobs) as pool:
                 for i, row in enumerate(pool.map(_write_scan, tasks, chunksize=2)):
                     done(i, row)
         except BrokenProcessPool as exc:  # e.g. a __main__ the workers cannot import (python - < script)

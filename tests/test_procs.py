@@ -1,0 +1,72 @@
+"""Worker processes: spawned with a parent watchdog, so a parent killed with SIGKILL leaves no orphan at work."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import REPO
+
+from bench.procs import run_isolated, spawn_pool
+from bench.soak import descendants
+
+PARENT = """
+import sys, time
+from bench.procs import spawn_pool, spawn_process
+
+def forever(path):
+    import os, time
+    open(path + ".tmp", "w").write(str(os.getpid()))
+    os.replace(path + ".tmp", path)
+    while True:
+        time.sleep(0.1)
+
+if __name__ == "__main__":
+    pool = spawn_pool(1)
+    pool.submit(forever, sys.argv[1])
+    process = spawn_process(forever, (sys.argv[2],))
+    time.sleep(3600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_workers_of_a_sigkilled_parent_stop_on_their_own(tmp_path):
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    pool_pid, process_pid = tmp_path / "pool.pid", tmp_path / "process.pid"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    parent = subprocess.Popen([sys.executable, str(script), str(pool_pid), str(process_pid)], env=env, start_new_session=True)
+    try:
+        while not (pool_pid.exists() and process_pid.exists()):  # both workers are at work
+            assert parent.poll() is None, "the parent ended before its workers started"
+            time.sleep(0.05)
+        workers = {int(pool_pid.read_text()), int(process_pid.read_text())}
+        assert workers <= descendants(parent.pid)
+        os.kill(parent.pid, signal.SIGKILL)  # the parent alone: no chance to stop its workers
+        parent.wait()
+        deadline = time.monotonic() + 300  # a bound for reporting a failure, not a pace: they notice in 0.5 s
+        while any(_alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, f"orphan workers {workers} still running 300 s after their parent died"
+            time.sleep(0.1)
+    finally:
+        if parent.poll() is None:
+            os.killpg(parent.pid, signal.SIGKILL)
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def test_a_pool_worker_runs_normally_and_the_pool_stops_cleanly():
+    with spawn_pool(2, threads=1) as pool:
+        assert list(pool.map(_square, range(5))) == [0, 1, 4, 9, 16]
+    assert run_isolated(_square, (7,)) == 49
