@@ -17,7 +17,7 @@ from bench.registry import METHODS
 from bench.search import make_search, tuned_weights
 from bench.spec import PlannedUnit, UnitSpec
 from bench.splits import Splits
-from bench.store import archive_stale, clear_partial, unit_dir, unit_status
+from bench.store import archive_stale, clear_partial, unit_dir, unit_problem, unit_status
 from bench.study import Study
 
 __all__ = ["plan_units", "PlannedUnit", "Plan", "make_plan"]
@@ -84,12 +84,16 @@ def make_plan(study: Study, profile: Profile, data: PreparedData, runs_root: Pat
 
 
 def tidy_pending(plan: Plan) -> list[str]:
-    """Archive stale finished units and clear partial/failed ones; returns one message per action."""
+    """Archive stale and corrupt finished units, clear partial/failed ones; returns one message per archive."""
     messages = []
     for unit in plan.pending:
         if unit.status == "stale":
             target = archive_stale(unit.directory, plan.study_root)
             messages.append(f"{unit.spec.key}: spec changed; previous results moved to {target}")
+        elif unit.status == "corrupt":
+            problem = unit_problem(unit.directory)
+            target = archive_stale(unit.directory, plan.study_root, folder=".corrupt")
+            messages.append(f"{unit.spec.key}: {problem}; moved to {target}, training it again")
         elif unit.status in ("partial", "failed"):
             clear_partial(unit.directory)
     return messages

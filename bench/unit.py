@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from bench.spec import UnitSpec, code_version
-from bench.store import DONE, FAILED, SPEC, write_json_atomic
+from bench.store import DONE, FAILED, SPEC, file_digests, write_json_atomic
 from bench.testhooks import hold
 
 __all__ = ["run_unit", "Event", "training_setup", "validation_metrics", "VALIDATION_METRICS"]
@@ -154,27 +154,41 @@ def _train_and_evaluate(spec: UnitSpec, directory: Path, emit: Event) -> dict[st
             "train_cases": len(train_cases), "validation_cases": len(val_cases)}
 
 
+def _record_failure(spec: UnitSpec, path: Path, started: float, exc: BaseException, emit: Event) -> dict[str, Any]:
+    failure = {"spec_hash": spec.hash, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
+               "started": started, "finished": time.time()}
+    try:
+        write_json_atomic(path / FAILED, failure)
+    except OSError as write_error:  # e.g. the disk is still full: the unit stays partial and is rerun all the same
+        failure["error"] += f" (and {FAILED} could not be written: {write_error})"
+    emit({"type": "end", "status": "failed", "error": failure["error"]})
+    return {"status": "failed", **failure}
+
+
 def run_unit(spec_data: dict[str, Any], directory: str, emit: Event | None = None) -> dict[str, Any]:
-    """Run one unit into ``directory``; returns ``{"status": "done" | "failed", ...}`` and never raises."""
+    """Run one unit into ``directory``; returns ``{"status": "done" | "failed", ...}`` and never raises
+    (but for Ctrl-C / SIGTERM).
+
+    Any error, a full disk included, ends as ``failed`` without a DONE.json: the unit is rerun by the next
+    ``bench run``. DONE.json, written last and atomically, records the digests of the files it vouches for.
+    """
     spec = UnitSpec.from_json(spec_data)
     path = Path(directory)
-    path.mkdir(parents=True, exist_ok=True)
     emit = emit or (lambda event: None)
-    write_json_atomic(path / SPEC, spec.to_json())
-    emit({"type": "start", "epochs": spec.profile["epochs"]})
-    hold(f"unit {spec.arm}/fold_{spec.fold}/seed_{spec.seed}")  # a kill test's pause point; returns at once otherwise
     started = time.time()
     try:
+        path.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path / SPEC, spec.to_json())
+        emit({"type": "start", "epochs": spec.profile["epochs"]})
+        hold(f"unit {spec.arm}/fold_{spec.fold}/seed_{spec.seed}")  # a kill test's pause point; returns at once otherwise
+        started = time.time()
         summary = _train_and_evaluate(spec, path, emit)
+        done = {"spec_hash": spec.hash, "code_version": code_version(), "started": started, "finished": time.time(),
+                **summary, "files": file_digests(path)}
+        write_json_atomic(path / DONE, done)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # a failing unit is recorded; the others go on
-        failure = {"spec_hash": spec.hash, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
-                   "started": started, "finished": time.time()}
-        write_json_atomic(path / FAILED, failure)
-        emit({"type": "end", "status": "failed", "error": failure["error"]})
-        return {"status": "failed", **failure}
-    done = {"spec_hash": spec.hash, "code_version": code_version(), "started": started, "finished": time.time(), **summary}
-    write_json_atomic(path / DONE, done)
+        return _record_failure(spec, path, started, exc, emit)
     emit({"type": "end", "status": "done"})
     return {"status": "done", **done}

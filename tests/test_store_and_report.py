@@ -6,7 +6,26 @@ import pandas as pd
 import pytest
 
 from bench.report.tables import rank_marks, summary_table, to_latex, to_markdown
-from bench.store import DONE, archive_stale, unit_status, write_json_atomic
+from bench.store import (
+    DONE,
+    PER_CASE,
+    SPEC,
+    archive_stale,
+    corrupt_units,
+    done_units,
+    file_digests,
+    unit_problem,
+    unit_status,
+    write_json_atomic,
+)
+
+
+def _finished_unit(unit, spec_hash="h1", digests=True):
+    unit.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(unit / SPEC, {"spec_hash": spec_hash, "arm": "arm"})
+    pd.DataFrame({"case_id": ["a", "b"], "dsc": [0.5, 0.25]}).to_parquet(unit / PER_CASE, index=False)
+    write_json_atomic(unit / DONE, {"spec_hash": spec_hash, **({"files": file_digests(unit)} if digests else {})})
+    return unit
 
 
 def test_unit_status_transitions(tmp_path):
@@ -15,11 +34,59 @@ def test_unit_status_transitions(tmp_path):
     unit.mkdir(parents=True)
     (unit / "history.csv").write_text("epoch\n1\n")
     assert unit_status(unit, "h1") == "partial"
-    write_json_atomic(unit / DONE, {"spec_hash": "h1"})
+    _finished_unit(unit)
     assert unit_status(unit, "h1") == "done"
     assert unit_status(unit, "h2") == "stale"
     moved = archive_stale(unit, tmp_path / "study")
     assert not unit.exists() and (moved / DONE).exists() and ".stale" in moved.parts
+
+
+@pytest.mark.parametrize("digests", [True, False], ids=["with digests", "before digests were recorded"])
+@pytest.mark.parametrize("damage, names", [
+    (lambda u: (u / PER_CASE).write_bytes((u / PER_CASE).read_bytes()[:40]), PER_CASE),  # truncated
+    (lambda u: (u / SPEC).write_text('{"spec_hash": "h1", "arm": '), SPEC),  # half a JSON
+    (lambda u: (u / SPEC).write_text('{"spec_hash": "other"}'), "spec_hash 'other'"),  # another unit's spec
+    (lambda u: (u / PER_CASE).unlink(), PER_CASE),
+])
+def test_a_damaged_finished_unit_is_corrupt_and_named(tmp_path, damage, names, digests):
+    study = tmp_path / "study"
+    good = _finished_unit(study / "arm" / "fold_0" / "seed_0", digests=digests)
+    bad = _finished_unit(study / "arm" / "fold_1" / "seed_0", digests=digests)
+    assert unit_problem(bad) is None and unit_status(bad, "h1") == "done"
+    damage(bad)
+    assert unit_status(bad, "h1") == "corrupt" and unit_status(good, "h1") == "done"
+    assert names in unit_problem(bad) and str(bad) in unit_problem(bad)
+    assert done_units(study) == [good]
+    assert [d for d, _ in corrupt_units(study)] == [bad]
+    moved = archive_stale(bad, study, folder=".corrupt")
+    assert ".corrupt" in moved.parts and (moved / DONE).exists() and not bad.exists()
+
+
+def test_one_changed_byte_is_caught_by_the_digest(tmp_path):
+    unit = _finished_unit(tmp_path / "s" / "a" / "fold_0" / "seed_0")
+    data = bytearray((unit / PER_CASE).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (unit / PER_CASE).write_bytes(bytes(data))
+    assert "SHA-256" in unit_problem(unit)
+
+
+def test_an_interrupted_atomic_write_leaves_neither_file(tmp_path, monkeypatch):
+    import errno
+    import json
+
+    target = tmp_path / DONE
+    write_json_atomic(target, {"old": 1})
+
+    def full_disk(data, fh, **kwargs):
+        fh.write('{"spec_hash": "h')  # half written, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(json, "dump", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        write_json_atomic(target, {"new": 2})
+    monkeypatch.undo()
+    assert json.loads(target.read_text()) == {"old": 1}
+    assert [p.name for p in tmp_path.iterdir()] == [DONE]  # no temporary file left behind
 
 
 @pytest.mark.parametrize(
