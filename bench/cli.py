@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
 import click
 
 from bench.data import DEFAULT_DIFFICULTY
-from bench.errors import BenchError
+from bench.errors import BenchError, Terminated
 
 RUNS_OPTION = click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
                            show_default=True, help="Root of the results store.")
@@ -445,8 +446,18 @@ def report(study: str | None, all_studies: bool, runs_dir: Path, out: Path) -> N
         raise BenchError("give either a STUDY or --all")
     names = [s for s in study_paths() if (runs_dir / s / "splits.json").exists()] if all_studies else [study]
     for name in names:
+        _warn_corrupt(runs_dir / name)
         result = build_report(load_study(name, check_methods=False), runs_dir, out)
         click.echo(f"{name}: wrote {len(result.files)} files to {result.directory}")
+
+
+def _warn_corrupt(study_root: Path) -> None:
+    """One warning per finished unit whose files no longer match its DONE.json (skipped, not a crash)."""
+    from bench.store import corrupt_units
+
+    for directory, problem in corrupt_units(study_root):
+        click.echo(f"warning: skipping {directory}: {problem}; `bench run --study {study_root.name}` moves it to "
+                   f"{study_root / '.corrupt'} and trains it again", err=True)
 
 
 @cli.command()
@@ -458,6 +469,7 @@ def sync(study: str, runs_dir: Path, tracking_uri: str | None) -> None:
     from bench.store import done_units
     from bench.tracking import Tracker, default_tracking_uri
 
+    _warn_corrupt(runs_dir / study)
     units = done_units(runs_dir / study)
     if not units:
         raise BenchError(f"no finished units under {runs_dir / study}")
@@ -485,14 +497,26 @@ def ui(runs_dir: Path, port: int, tracking_uri: str | None) -> None:
     subprocess.run([str(mlflow), "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)], env=env, check=False)
 
 
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 def main() -> None:
-    """Entry point: user errors print one line (no traceback) and exit with status 2."""
+    """Entry point: user errors print one line (no traceback) and exit with status 2.
+
+    SIGTERM (``kill``, a batch scheduler's stop) unwinds like Ctrl-C, so pool workers are stopped and
+    the MLflow runs of this invocation are marked KILLED instead of being left RUNNING.
+    """
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         cli(standalone_mode=False)
     except BenchError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
+    except (Terminated, click.exceptions.Abort) as exc:  # click turns KeyboardInterrupt (and Terminated) into Abort
+        if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):
+            click.echo("terminated; finished units are kept, rerun the same command to resume", err=True)
+            sys.exit(143)
         click.echo("interrupted; finished units are kept, rerun the same command to resume", err=True)
         sys.exit(130)
     except KeyboardInterrupt:

@@ -75,14 +75,16 @@ def run_study(
     tracker = None
     if use_mlflow:
         from bench.spec import code_version
-        from bench.tracking import Tracker, default_tracking_uri
+        from bench.tracking import Guarded, Tracker, default_tracking_uri
 
         uri = tracking_uri or default_tracking_uri(runs_root)
-        tracker = Tracker(uri, study.name, runs_root, parent_name=f"{study.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
-                          parent_params={"study": study.name, "profile": profile.as_dict(), "folds": study.folds,
-                                         "seeds": list(study.seeds), "split_hash": plan.splits.hash,
-                                         "data_fingerprint": data.fingerprint, "code_version": code_version(),
-                                         "jobs": jobs})
+        tracker = Guarded(lambda: Tracker(
+            uri, study.name, runs_root, parent_name=f"{study.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+            parent_params={"study": study.name, "profile": profile.as_dict(), "folds": study.folds,
+                           "seeds": list(study.seeds), "split_hash": plan.splits.hash, "data_fingerprint": data.fingerprint,
+                           "code_version": code_version(), "jobs": jobs}),
+            warn=lambda text: console.print(f"[yellow]warning:[/yellow] {text}"),
+            catch_up=f"`bench sync {study.name} --runs-dir {runs_root}" + (f" --tracking-uri {uri}`" if tracking_uri else "`"))
         tracker.log_units(u.directory for u in plan.done)  # idempotent: units finished by an earlier invocation
     status = "FINISHED"
     try:

@@ -2,7 +2,9 @@
 
 With ``BENCH_TEST_HOLD=<point>`` and ``BENCH_TEST_HOLD_MARKER=<file>`` in the environment, the process that reaches
 :func:`hold` with that point writes the marker file (its pid) and blocks until it is killed; a test waits for the
-marker, then kills. Without them — always, outside the tests — :func:`hold` returns at once.
+marker, then kills. With ``BENCH_TEST_RELEASE=<file>`` as well, the process goes on once that file exists (a test
+that changes the world at that state, e.g. locks the tracking database, then lets the run continue). Without
+them — always, outside the tests — :func:`hold` returns at once.
 """
 
 from __future__ import annotations
@@ -11,17 +13,18 @@ import os
 import time
 from pathlib import Path
 
-__all__ = ["hold", "HOLD_ENV", "MARKER_ENV"]
+__all__ = ["hold", "HOLD_ENV", "MARKER_ENV", "RELEASE_ENV"]
 
-HOLD_ENV, MARKER_ENV = "BENCH_TEST_HOLD", "BENCH_TEST_HOLD_MARKER"
+HOLD_ENV, MARKER_ENV, RELEASE_ENV = "BENCH_TEST_HOLD", "BENCH_TEST_HOLD_MARKER", "BENCH_TEST_RELEASE"
 
 
 def hold(point: str) -> None:
-    """Block forever at ``point`` when a test asked for it (see the module docstring)."""
+    """Block at ``point`` when a test asked for it, until killed or released (see the module docstring)."""
     if os.environ.get(HOLD_ENV) != point or not os.environ.get(MARKER_ENV):
         return
     marker = Path(os.environ[MARKER_ENV])
     marker.with_suffix(".tmp").write_text(str(os.getpid()))
     marker.with_suffix(".tmp").replace(marker)  # the marker appears whole
-    while True:
-        time.sleep(60)
+    release = os.environ.get(RELEASE_ENV)
+    while not (release and Path(release).exists()):
+        time.sleep(0.05 if release else 60)

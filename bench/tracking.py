@@ -20,7 +20,7 @@ import pandas as pd
 
 from bench.store import DONE, SPEC, read_json
 
-__all__ = ["default_tracking_uri", "Tracker", "SearchTracker", "flatten"]
+__all__ = ["default_tracking_uri", "Tracker", "SearchTracker", "Guarded", "flatten"]
 
 log = logging.getLogger(__name__)
 HASH_TAG = "bench.spec_hash"
@@ -92,9 +92,15 @@ class Tracker:
         _log_params(self.client, run_id, params)
 
     def already_logged(self, spec_hash: str) -> bool:
+        """Whether a FINISHED child run of this spec exists. Unfinished ones (their mirroring was killed
+        half-way) are deleted, so each unit ends with exactly one child run."""
         runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{HASH_TAG}` = '{spec_hash}'",
-                                       max_results=5)
-        return any(r.info.status == "FINISHED" for r in runs)
+                                       max_results=50)
+        if any(r.info.status == "FINISHED" for r in runs):
+            return True
+        for run in runs:
+            self.client.delete_run(run.info.run_id)
+        return False
 
     def log_unit(self, directory: Path) -> str | None:
         """Mirror one finished unit; returns the run id, or None when it was already there."""
@@ -186,7 +192,12 @@ class SearchTracker:
                                          tags={"bench.kind": "search", SEARCH_TAG: search_hash})
             self.parent_id = run.info.run_id
             _log_params(self.client, self.parent_id, flatten(params))
-        self.runs = {r.data.tags[TRIAL_TAG]: r.info.run_id for r in self.children()}
+        self.runs = {}
+        for run in self.children():  # a child still RUNNING is a mirror killed half-way: deleted, logged again
+            if run.info.status == "RUNNING":
+                self.client.delete_run(run.info.run_id)
+            else:
+                self.runs[run.data.tags[TRIAL_TAG]] = run.info.run_id
 
     def children(self) -> list:
         return self.client.search_runs([self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
@@ -246,3 +257,38 @@ class SearchTracker:
 
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.parent_id, status)
+
+
+class Guarded:
+    """A tracker whose MLflow errors never stop the work: the files are the record, MLflow their mirror.
+
+    ``Guarded(lambda: Tracker(...), warn=...)`` builds the tracker and forwards every method call to it.
+    The first error (a locked or unreachable tracking database, a full disk under the artefact store)
+    is reported once through ``warn`` together with how to catch up (``bench sync``); from then on every
+    call is skipped, so a dead server does not cost a time-out per unit. ``failed`` holds the error.
+    """
+
+    def __init__(self, factory, *, warn, catch_up: str) -> None:
+        self.failed: str | None = None
+        self._warn, self._catch_up, self._tracker = warn, catch_up, None
+        self._call(lambda: setattr(self, "_tracker", factory()), "opening the tracking store")
+
+    def _call(self, action, what: str):
+        if self.failed is not None:
+            return None
+        try:
+            return action()
+        except Exception as exc:  # noqa: BLE001 - any MLflow/database/network error
+            self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
+            self._warn(f"MLflow mirroring stopped ({what}: {self.failed}); the run goes on and its files are complete. "
+                       f"Catch up later: {self._catch_up}.")
+            return None
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def call(*args, **kwargs):
+            return self._call(lambda: getattr(self._tracker, name)(*args, **kwargs), name.replace("_", " "))
+
+        return call

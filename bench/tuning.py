@@ -51,7 +51,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError, ConfigError
-from bench.executors import default_threads, set_threads
+from bench.executors import default_threads
+from bench.procs import set_threads, spawn_process
 from bench.search import (
     BEST_FILE,
     IMPORTANCE_FILE,
@@ -343,14 +344,25 @@ def work(search_data: Mapping[str, Any], storage_url: str, *, grace: int = DEFAU
             time.sleep(poll)
 
 
-def _pool_worker(search_data: dict, storage_url: str, grace: int, threads: int) -> None:
-    """A local worker process of ``bench tune --jobs N`` (errors end it with a traceback and status 1)."""
+def _interrupted(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is, or was raised while handling, a Ctrl-C (Optuna may fail to record a trial it was
+    telling when the interrupt arrived, and raise its own error on top)."""
+    while exc is not None:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
-    set_threads(threads)
+
+def _pool_worker(search_data: dict, storage_url: str, grace: int) -> None:
+    """A local worker process of ``bench tune --jobs N``: status 130 when interrupted; other errors end it
+    with a traceback and status 1."""
     try:
         work(search_data, storage_url, grace=grace)
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
+    except BaseException as exc:
+        if _interrupted(exc):
+            raise SystemExit(130) from None
+        raise
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -427,8 +439,8 @@ class SearchSummary:
 
 
 def _mirror(tracker, search: Search, storage) -> None:
-    """Log every finished trial not yet in MLflow (idempotent)."""
-    if tracker is None:
+    """Log every finished trial not yet in MLflow (idempotent); nothing once the mirror has failed."""
+    if tracker is None or tracker.failed:
         return
     for fold in range(search.folds):
         study = open_fold_study(search, storage, fold)
@@ -441,8 +453,6 @@ def run_search(study, *, profile_name: str | None, runs_root: Path, jobs: int = 
                storage_url: str | None = None, tracking_uri: str | None = None, use_mlflow: bool = True,
                trials: int | None = None, grace: int = DEFAULT_GRACE, console=None) -> SearchSummary:
     """Prepare the data and outer splits, then run the search with ``jobs`` local workers (see :func:`work`)."""
-    import multiprocessing as mp
-
     from rich.console import Console
 
     from bench.orchestrate import prepare
@@ -477,13 +487,14 @@ def run_search(study, *, profile_name: str | None, runs_root: Path, jobs: int = 
     tracker = None
     if use_mlflow:
         from bench.spec import code_version
-        from bench.tracking import SearchTracker, default_tracking_uri
+        from bench.tracking import Guarded, SearchTracker, default_tracking_uri
 
-        tracker = SearchTracker(tracking_uri or default_tracking_uri(runs_root), study.name, runs_root,
-                                search_hash=search.hash,
-                                params={"search": {k: v for k, v in search.to_json().items()
-                                                   if k not in ("manifest", "cache_dir", "splits_path")},
-                                        "storage": url, "code_version": code_version()})
+        tracker = Guarded(lambda: SearchTracker(
+            tracking_uri or default_tracking_uri(runs_root), study.name, runs_root, search_hash=search.hash,
+            params={"search": {k: v for k, v in search.to_json().items() if k not in ("manifest", "cache_dir", "splits_path")},
+                    "storage": url, "code_version": code_version()}),
+            warn=lambda text: console.print(f"[yellow]warning:[/yellow] {text}"),
+            catch_up=f"run `bench tune --study {study.name}` again (it mirrors every finished trial and trains none twice)")
         _mirror(tracker, search, storage)
     status, ran = "FINISHED", 0
     threads = threads or default_threads(jobs)
@@ -499,12 +510,10 @@ def run_search(study, *, profile_name: str | None, runs_root: Path, jobs: int = 
                 ran = work(search.to_json(), url, grace=grace, on_trial=lambda fold, trial: refresh(),
                            on_epoch=bars.epoch)
             else:  # independent processes: one dying (e.g. killed for memory) leaves the others working
-                ctx = mp.get_context("spawn")
-                workers = [ctx.Process(target=_pool_worker, args=(search.to_json(), url, grace, threads), daemon=False)
-                           for _ in range(jobs)]
+                workers = []
                 try:
-                    for process in workers:
-                        process.start()
+                    for _ in range(jobs):
+                        workers.append(spawn_process(_pool_worker, (search.to_json(), url, grace), threads=threads))
                     while any(p.is_alive() for p in workers):
                         time.sleep(2.0)
                         refresh()
@@ -513,6 +522,9 @@ def run_search(study, *, profile_name: str | None, runs_root: Path, jobs: int = 
                         process.terminate()
                     raise
                 ran = sum(min(_counts(s)["finished"], search.trials) for s in studies) - done_before
+                codes = [p.exitcode for p in workers if p.exitcode]
+                if codes and all(code in (130, -2) for code in codes):  # Ctrl-C reached the workers first
+                    raise KeyboardInterrupt
                 dead = [f"worker {i} exited with status {p.exitcode}" for i, p in enumerate(workers) if p.exitcode]
                 if dead:
                     raise BenchError(f"{'; '.join(dead)} (its error is printed above); rerun the same command to "

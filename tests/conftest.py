@@ -13,6 +13,31 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config):
+    """SIGINT is restored when the suite was started with it ignored. Under pytest-xdist (`-n N`), each worker
+    may use its share of the cores, so that N workers, each training with `cores / N` torch threads, never
+    oversubscribe the machine (measured up to 13x slower when they do)."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:  # a suite started in the background by a shell: the
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C tests' processes must not inherit SIG_IGN
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers and "BENCH_CORES" not in os.environ:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        os.environ["BENCH_CORES"] = str(max(1, cores // int(workers)))
+        import torch
+
+        torch.set_num_threads(int(os.environ["BENCH_CORES"]))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that read the session's smoke runs share one xdist worker (`--dist loadgroup`), so the nine units
+    are trained once, not once per worker."""
+    for item in items:
+        if "smoke_runs" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("smoke_runs"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory):
     """Every test uses its own cache for generated cohorts and preprocessed volumes."""
@@ -109,3 +134,19 @@ def wait_for(condition, proc) -> None:
     while not condition():
         assert proc.poll() is None, "the process ended before reaching the state the test waits for"
         time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def smoke_runs(tmp_path_factory):
+    """`bench run --study smoke --profile smoke --jobs 2` once per session (9 units), through the installed
+    console script; tests that change the runs copy them first."""
+    import subprocess
+    import time
+
+    runs = tmp_path_factory.mktemp("runs")
+    start = time.perf_counter()
+    bench = str(Path(sys.executable).with_name("bench"))
+    proc = subprocess.run([bench, "run", "--study", "smoke", "--profile", "smoke", "--jobs", "2", "--runs-dir", str(runs)],
+                          cwd=REPO, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return runs, proc, time.perf_counter() - start

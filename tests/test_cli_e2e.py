@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -20,17 +19,6 @@ BENCH = str(Path(sys.executable).with_name("bench"))
 PER_CASE_COLUMNS = {"study", "arm", "method", "fold", "seed", "sigma", "case_id", "patient_id", "label", "prob_nmosd",
                     "pred", "dsc", "ppv", "tpr", "vd", "hd95", "assd", "lesion_f1", "ref_empty", "pred_empty",
                     "spec_hash", "split_hash", "code_version"}
-
-
-@pytest.fixture(scope="module")
-def smoke_runs(tmp_path_factory):
-    """`bench run --study smoke --profile smoke --jobs 2` once (9 units), through the installed console script."""
-    runs = tmp_path_factory.mktemp("runs")
-    start = time.perf_counter()
-    proc = subprocess.run([BENCH, "run", "--study", "smoke", "--profile", "smoke", "--jobs", "2", "--runs-dir", str(runs)],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return runs, proc, time.perf_counter() - start
 
 
 def _done(root: Path) -> list[Path]:

@@ -32,3 +32,21 @@ def test_hold_writes_its_marker_and_blocks_until_killed(tmp_path):
     finally:
         proc.kill()
     assert "passed the hold" not in proc.communicate()[0]
+
+
+def test_hold_with_a_release_file_goes_on_once_the_file_exists(tmp_path):
+    from bench.testhooks import RELEASE_ENV
+
+    marker, release = tmp_path / "marker", tmp_path / "release"
+    env = {**os.environ, HOLD_ENV: "here", MARKER_ENV: str(marker), RELEASE_ENV: str(release)}
+    code = "from bench.testhooks import hold; hold('here'); print('passed the hold')"
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        while not marker.exists():
+            assert proc.poll() is None, "the process ended instead of holding"
+            time.sleep(0.05)
+        assert proc.poll() is None  # held until released
+        release.touch()
+        assert "passed the hold" in proc.communicate(timeout=120)[0] and proc.returncode == 0
+    finally:
+        proc.kill()
