@@ -102,153 +102,245 @@ def _summary_sentences(vs_ref: pd.DataFrame, labels, reference: str, alpha: floa
             + "; ".join(parts) + "." + tail)
 
 
-def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
-    """Write the study's report from its finished units under ``runs_root``."""
+@dataclass
+class _Report:
+    """What every section of a report reads: the study, the collected results and the output folder."""
+
+    study: Study
+    runs_root: Path
+    study_root: Path
+    out: Path
+    per_case: pd.DataFrame
+    specs: list[dict]
+    arms: list[str]
+    labels: dict[str, str]
+    folds: pd.DataFrame
+    pooled: pd.DataFrame
+    vs_ref: pd.DataFrame
+    pairwise: pd.DataFrame
+    map_files: list[Path]
+
+    @property
+    def label_list(self) -> list[str]:
+        return [self.labels[a] for a in self.arms]
+
+    @property
+    def correction(self) -> str:
+        return {"holm": "Holm", "fdr_bh": "Benjamini–Hochberg"}[self.study.correction]
+
+    @property
+    def noise_units(self) -> str:
+        return self.specs[0].get("noise_units", "zscore")
+
+
+Section = tuple[list[str], list[Path]]  # a section's Markdown lines and the files it wrote
+
+
+def _collect(study: Study, runs_root: Path, out_root: Path) -> _Report:
+    """Step 1: read the finished units, aggregate per fold and pooled, run every test, draw the maps."""
     from bench.aggregate import fold_metrics, pooled_metrics
     from bench.report.collect import collect_per_case, collect_specs
-    from bench.report.figures import plot_cd, plot_noise
-    from bench.report.html import markdown_to_html
     from bench.report.maps import plot_maps
-    from bench.report.reliability import noise_tables, uncertainty_table
-    from bench.report.roc import plot_roc
-    from bench.report.significance import friedman_summary, pairwise_table, versus_reference
-    from bench.report.tables import auc_intervals, summary_table, to_latex, to_markdown
+    from bench.report.significance import pairwise_table, versus_reference
 
     study_root = Path(runs_root) / study.name
     per_case = collect_per_case(study_root)
     specs = collect_specs(study_root)
     arms = [a.name for a in study.arms if a.name in set(per_case["arm"])]
     labels = {a: study.arm(a).label for a in arms}
-    label_list = [labels[a] for a in arms]
     folds, pooled = fold_metrics(per_case), pooled_metrics(per_case)
-    table = summary_table(folds, pooled, arms, study.metrics)
     vs_ref = versus_reference(per_case, folds, arms, study.reference, study.metrics, study.correction) \
         if study.reference in arms else pd.DataFrame(columns=["metric", "arm_a", "p_adj", "test", "effect"])
     pairwise = pairwise_table(per_case, folds, arms, study.metrics, study.correction)
-    marks = {(r["arm_a"], r["metric"]) for _, r in vs_ref.iterrows() if r["p_adj"] < study.alpha}
-
     out = Path(out_root) / study.name
     out.mkdir(parents=True, exist_ok=True)
+    map_files = plot_maps(per_case, study_root, arms, labels, out)
+    return _Report(study, Path(runs_root), study_root, out, per_case, specs, arms, labels, folds, pooled, vs_ref,
+                   pairwise, map_files)
+
+
+def _results_section(r: _Report) -> Section:
+    """The table in the papers' layout (Markdown, LaTeX, CSV), the fold table and the pooled AUC intervals."""
+    from bench.report.tables import auc_intervals, summary_table, to_latex, to_markdown
+
+    study, out = r.study, r.out
+    table = summary_table(r.folds, r.pooled, r.arms, study.metrics)
+    marks = {(row["arm_a"], row["metric"]) for _, row in r.vs_ref.iterrows() if row["p_adj"] < study.alpha}
     caption = f"{study.title}. Mean ± std over {study.folds} folds" + (f" ({study.reproduces})" if study.reproduces else "")
-    markdown = to_markdown(table, label_list, study.metrics, marks)
+    markdown = to_markdown(table, r.label_list, study.metrics, marks)
     (out / "table.md").write_text(markdown)
-    (out / "table.tex").write_text(to_latex(table, label_list, study.metrics, caption, marks))
-    table.insert(1, "label", label_list)
-    auc_lines, auc_frame = auc_intervals(per_case, arms, labels) if "auc" in study.metrics else ([], pd.DataFrame())
+    (out / "table.tex").write_text(to_latex(table, r.label_list, study.metrics, caption, marks))
+    table.insert(1, "label", r.label_list)
+    auc_lines, auc_frame = auc_intervals(r.per_case, r.arms, r.labels) if "auc" in study.metrics else ([], pd.DataFrame())
     if len(auc_frame) and auc_frame["seed"].nunique() == 1:
         table = table.merge(auc_frame[["arm", "auc_ci_low", "auc_ci_high"]], on="arm", how="left")
     table.to_csv(out / "table.csv", index=False)
-    folds.to_csv(out / "folds.csv", index=False)
-    pairwise.to_csv(out / "significance.csv", index=False)
-    vs_ref.to_csv(out / "versus_reference.csv", index=False)
-    significance_md = _significance_md(pairwise, labels, study.alpha)
+    r.folds.to_csv(out / "folds.csv", index=False)
+    imputed = int(table["n_imputed"].sum())
+    n_comparisons = int(r.vs_ref.groupby("metric").size().max()) if len(r.vs_ref) else 0
+    lines = [f"# {study.title}", "", f"Study `{study.name}`" + (f" — reproduces {study.reproduces}." if study.reproduces else "."),
+             "", study.description.strip(), "", "## Results", "", markdown,
+             f"Mean ± std over folds at σ = 0 (no noise). Best in **bold**, second <u>underlined</u> "
+             "(lower is better for VD, HD95, ASSD, ECE and Brier). "
+             f"† = significantly different from the reference {r.labels.get(study.reference, study.reference)} at α = {study.alpha} "
+             f"after {r.correction} correction per metric (at most {n_comparisons} comparison(s) each). "
+             f"Tests: {_tests_used(r.vs_ref, study.metrics) or 'none applicable'}. "
+             f"{imputed} segmentation case-evaluations used the empty-mask policy (empty reference and/or empty "
+             "prediction; see `bench/metrics/seg.py`).", "", *auc_lines]
+    missing = sorted({a.name for a in study.arms} - set(r.arms))
+    if missing:
+        lines += [f"Arms without finished units (not shown): {', '.join(missing)}.", ""]
+    versions = sorted(r.per_case["code_version"].unique())
+    if len(versions) > 1:
+        lines += [f"**Warning:** these results come from {len(versions)} code versions ({', '.join(versions)}). "
+                  "The spec hash does not cover the code, so delete the study's run folder and rerun to compare "
+                  "methods under one version.", ""]
+    return lines, [out / f for f in ("table.md", "table.tex", "table.csv", "folds.csv")]
+
+
+def _significance_section(r: _Report) -> Section:
+    """Every pairwise test, the comparison with the reference in words, Friedman tests and CD diagrams, ROC."""
+    from bench.report.figures import plot_cd
+    from bench.report.roc import plot_roc
+    from bench.report.significance import friedman_summary
+
+    study, out = r.study, r.out
+    r.pairwise.to_csv(out / "significance.csv", index=False)
+    r.vs_ref.to_csv(out / "versus_reference.csv", index=False)
+    significance_md = _significance_md(r.pairwise, r.labels, study.alpha)
     (out / "significance.md").write_text(significance_md)
-    files = [out / f for f in ("table.md", "table.tex", "table.csv", "folds.csv", "significance.md", "significance.csv",
-                               "versus_reference.csv")]
-    files += plot_roc(per_case, arms, label_list, out, study.title)
+    files = [out / f for f in ("significance.md", "significance.csv", "versus_reference.csv")]
+    files += plot_roc(r.per_case, r.arms, r.label_list, out, study.title)
     cd_figures = []
     for task in ("seg", "cls"):
         metric = next((m for m in study.metrics if METRICS[m].task == task), None)
-        summary = friedman_summary(per_case, folds, arms, metric, study.correction) if metric else None
+        summary = friedman_summary(r.per_case, r.folds, r.arms, metric, study.correction) if metric else None
         if summary:
-            cd_figures.append((summary, plot_cd(summary, labels, out, study.alpha, study.correction)))
+            cd_figures.append((summary, plot_cd(summary, r.labels, out, study.alpha, study.correction)))
             files += cd_figures[-1][1]
-    units = specs[0].get("noise_units", "zscore")
-    noise_files = plot_noise(folds, arms, label_list, study.metrics, out, xlabel=f"noise σ ({_NOISE_UNITS[units][1]})")
-    files += noise_files
-    noise_md, noise_tex, noise_frame = noise_tables(per_case, folds, pooled, arms, labels, study.metrics,
+    lines = ["## Significance", "", _summary_sentences(r.vs_ref, r.labels, study.reference, study.alpha, study.correction)
+             if study.reference in r.arms else "The reference arm has no finished units; nothing was tested.", ""]
+    for summary, _ in cd_figures:
+        header = METRICS[summary["metric"]].header
+        lines += [f"Friedman test on {header} over {len(summary['arms'])} arms and {summary['n_blocks']} blocks: "
+                  f"χ² = {summary['test'].statistic:.2f}, p = {summary['test'].p:.3g}.", ""]
+    lines += [f"Every pairwise comparison ({r.correction}-adjusted over all pairs per metric; adjusted p < {study.alpha} in bold):",
+              "", significance_md]
+    for summary, figure_files in cd_figures:
+        lines += [f"![Critical-difference diagram, {METRICS[summary['metric']].header}]({figure_files[0].name})", ""]
+    if (out / "roc.png").exists():
+        lines += ["## ROC", "", "![ROC](roc.png)", ""]
+    return lines, files
+
+
+def _noise_section(r: _Report) -> Section:
+    """The noise grid: tables with their tests and the metric-against-σ figure."""
+    from bench.report.figures import plot_noise
+    from bench.report.reliability import noise_tables
+
+    study, out = r.study, r.out
+    files = plot_noise(r.folds, r.arms, r.label_list, study.metrics, out, xlabel=f"noise σ ({_NOISE_UNITS[r.noise_units][1]})")
+    figures = list(files)
+    noise_md, noise_tex, noise_frame = noise_tables(r.per_case, r.folds, r.pooled, r.arms, r.labels, study.metrics,
                                                     study.reference, study.correction, study.alpha)
     if noise_md:
         (out / "noise_table.md").write_text(noise_md)
         (out / "noise_table.tex").write_text(noise_tex)
         noise_frame.to_csv(out / "noise_table.csv", index=False)
         files += [out / "noise_table.md", out / "noise_table.tex", out / "noise_table.csv"]
-    uncertainty_md, uncertainty_frame = uncertainty_table(per_case, folds, arms, labels)
-    if uncertainty_md:
-        (out / "uncertainty.md").write_text(uncertainty_md)
-        uncertainty_frame.to_csv(out / "uncertainty.csv", index=False)
-        files += [out / "uncertainty.md", out / "uncertainty.csv"]
-    map_files = plot_maps(per_case, study_root, arms, labels, out)
-    files += map_files
+    if not (noise_md or figures):
+        return [], files
+    lines = ["## Robustness to Gaussian noise", "",
+             f"Every trained fold model evaluated again on its own test cases with N(0, σ²) noise added to the "
+             f"network input (σ in {_NOISE_UNITS[r.noise_units][0]}); no retraining; the noise of a (case, σ) pair is drawn from a seed "
+             "of both, so every arm sees identical noisy inputs. Mean ± std over folds at each σ; best in "
+             "**bold**, second <u>underlined</u>; † = significantly different from the reference at that σ "
+             f"(same tests and {r.correction} correction as the clean table).", "", noise_md]
+    if figures:
+        lines += ["Mean ± std over folds of each metric (and of the evidential arms' mean uncertainties) against σ:",
+                  "", "![Noise](noise.png)", ""]
+    return lines, files
 
-    correction = {"holm": "Holm", "fdr_bh": "Benjamini–Hochberg"}[study.correction]
-    imputed = int(table["n_imputed"].sum())
-    n_comparisons = int(vs_ref.groupby("metric").size().max()) if len(vs_ref) else 0
-    provenance = _provenance(per_case, specs)
-    lines = [f"# {study.title}", "", f"Study `{study.name}`" + (f" — reproduces {study.reproduces}." if study.reproduces else "."),
-             "", study.description.strip(), "", "## Results", "", markdown,
-             f"Mean ± std over folds at σ = 0 (no noise). Best in **bold**, second <u>underlined</u> "
-             "(lower is better for VD, HD95, ASSD, ECE and Brier). "
-             f"† = significantly different from the reference {labels.get(study.reference, study.reference)} at α = {study.alpha} "
-             f"after {correction} correction per metric (at most {n_comparisons} comparison(s) each). "
-             f"Tests: {_tests_used(vs_ref, study.metrics) or 'none applicable'}. "
-             f"{imputed} segmentation case-evaluations used the empty-mask policy (empty reference and/or empty "
-             "prediction; see `bench/metrics/seg.py`).", "", *auc_lines]
-    missing = sorted({a.name for a in study.arms} - set(arms))
-    if missing:
-        lines += [f"Arms without finished units (not shown): {', '.join(missing)}.", ""]
-    versions = sorted(per_case["code_version"].unique())
-    if len(versions) > 1:
-        lines += [f"**Warning:** these results come from {len(versions)} code versions ({', '.join(versions)}). "
-                  "The spec hash does not cover the code, so delete the study's run folder and rerun to compare "
-                  "methods under one version.", ""]
-    lines += ["## Significance", "", _summary_sentences(vs_ref, labels, study.reference, study.alpha, study.correction)
-              if study.reference in arms else "The reference arm has no finished units; nothing was tested.", ""]
-    for summary, _ in cd_figures:
-        header = METRICS[summary["metric"]].header
-        lines += [f"Friedman test on {header} over {len(summary['arms'])} arms and {summary['n_blocks']} blocks: "
-                  f"χ² = {summary['test'].statistic:.2f}, p = {summary['test'].p:.3g}.", ""]
-    lines += [f"Every pairwise comparison ({correction}-adjusted over all pairs per metric; adjusted p < {study.alpha} in bold):",
-              "", significance_md]
-    for summary, figure_files in cd_figures:
-        lines += [f"![Critical-difference diagram, {METRICS[summary['metric']].header}]({figure_files[0].name})", ""]
-    if (out / "roc.png").exists():
-        lines += ["## ROC", "", "![ROC](roc.png)", ""]
-    if noise_md or noise_files:
-        lines += ["## Robustness to Gaussian noise", "",
-                  f"Every trained fold model evaluated again on its own test cases with N(0, σ²) noise added to the "
-                  f"network input (σ in {_NOISE_UNITS[units][0]}); no retraining; the noise of a (case, σ) pair is drawn from a seed "
-                  "of both, so every arm sees identical noisy inputs. Mean ± std over folds at each σ; best in "
-                  "**bold**, second <u>underlined</u>; † = significantly different from the reference at that σ "
-                  f"(same tests and {correction} correction as the clean table).", "", noise_md]
-        if noise_files:
-            lines += ["Mean ± std over folds of each metric (and of the evidential arms' mean uncertainties) against σ:",
-                      "", "![Noise](noise.png)", ""]
-    if uncertainty_md:
-        lines += ["## Calibration and uncertainty", "",
-                  "ECE (10 bins of the predicted class's confidence) and Brier score of the NMOSD probability, mean ± "
-                  "std over folds at σ = 0. For evidential arms: the mean image-level uncertainty u = K / S of correctly "
-                  "and wrongly classified cases and its AUROC as a detector of wrong predictions (pooled out-of-fold), "
-                  "and the mean pixel-wise uncertainty of wrongly and correctly labelled brain voxels. A reliable "
-                  "uncertainty is higher on errors (AUROC > 0.5)"
-                  + (" and rises with the noise (second table)." if per_case["sigma"].nunique() > 1 else "."), "",
-                  uncertainty_md]
-        if out / "uncertainty_maps.png" in map_files:
-            lines += ["![Uncertainty maps](uncertainty_maps.png)", ""]
-    if out / "overlays.png" in map_files:
+
+def _uncertainty_section(r: _Report) -> Section:
+    """Calibration (ECE, Brier) and, for evidential arms, how well their uncertainty flags errors."""
+    from bench.report.reliability import uncertainty_table
+
+    out = r.out
+    uncertainty_md, uncertainty_frame = uncertainty_table(r.per_case, r.folds, r.arms, r.labels)
+    if not uncertainty_md:
+        return [], []
+    (out / "uncertainty.md").write_text(uncertainty_md)
+    uncertainty_frame.to_csv(out / "uncertainty.csv", index=False)
+    lines = ["## Calibration and uncertainty", "",
+             "ECE (10 bins of the predicted class's confidence) and Brier score of the NMOSD probability, mean ± "
+             "std over folds at σ = 0. For evidential arms: the mean image-level uncertainty u = K / S of correctly "
+             "and wrongly classified cases and its AUROC as a detector of wrong predictions (pooled out-of-fold), "
+             "and the mean pixel-wise uncertainty of wrongly and correctly labelled brain voxels. A reliable "
+             "uncertainty is higher on errors (AUROC > 0.5)"
+             + (" and rises with the noise (second table)." if r.per_case["sigma"].nunique() > 1 else "."), "",
+             uncertainty_md]
+    if out / "uncertainty_maps.png" in r.map_files:
+        lines += ["![Uncertainty maps](uncertainty_maps.png)", ""]
+    return lines, [out / "uncertainty.md", out / "uncertainty.csv"]
+
+
+def _maps_section(r: _Report) -> Section:
+    """Segmentation overlays and CAM localisation maps (drawn in :func:`_collect`)."""
+    lines = []
+    if r.out / "overlays.png" in r.map_files:
         lines += ["## Segmentation overlays", "", "Test cases chosen per class by median reference lesion volume "
                   "(not by any arm's result); the axial slice with the most reference lesion voxels; each arm's "
                   "prediction at σ = 0 from the fold that held the case out. True positive red, false positive "
                   "green, false negative yellow (joint-model paper Fig. 10).", "", "![Overlays](overlays.png)", ""]
-    if out / "cams.png" in map_files:
+    if r.out / "cams.png" in r.map_files:
         lines += ["## Lesion localisation maps", "", "The class-activation localisation map of the predicted "
                   "class (η-weighted mean of the three classification blocks' min–max-normalised CAMs) beside the "
                   "reference lesion mask, same cases and slices (joint-model paper Fig. 12).", "", "![CAM maps](cams.png)", ""]
+    return lines, list(r.map_files)
+
+
+def _learning_section(r: _Report) -> Section:
     from bench.report.learning import learning_section
+
+    return learning_section(r.study, r.study_root, r.out, r.folds, r.arms, r.labels)
+
+
+def _tuning_section(r: _Report) -> Section:
     from bench.report.tuning import tuning_section
 
-    learning_lines, learning_files = learning_section(study, study_root, out, folds, arms, labels)
-    lines += learning_lines
-    files += learning_files
-    tuning_lines, tuning_files = tuning_section(study.name, runs_root, out)
-    lines += tuning_lines
-    files += tuning_files
-    efficiency = sorted(out.glob("efficiency_*.md"))
-    if efficiency:
-        lines += ["## Efficiency", "", "Measured by `bench perf` (a separate benchmark, not the training runs).", ""]
-        for path in efficiency:
-            lines += [path.read_text(), ""]
+    return tuning_section(r.study.name, r.runs_root, r.out)
+
+
+def _efficiency_section(r: _Report) -> Section:
+    """The `bench perf` tables saved beside the report, if any."""
+    efficiency = sorted(r.out.glob("efficiency_*.md"))
+    if not efficiency:
+        return [], []
+    lines = ["## Efficiency", "", "Measured by `bench perf` (a separate benchmark, not the training runs).", ""]
+    for path in efficiency:
+        lines += [path.read_text(), ""]
+    return lines, []
+
+
+SECTIONS = (_results_section, _significance_section, _noise_section, _uncertainty_section, _maps_section,
+            _learning_section, _tuning_section, _efficiency_section)
+
+
+def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
+    """Write the study's report from its finished units under ``runs_root``: collect, then each of
+    :data:`SECTIONS` (its Markdown lines and files), then report.md / .html and the provenance."""
+    from bench.report.html import markdown_to_html
+
+    report = _collect(study, runs_root, out_root)
+    lines, files = [], []
+    for section in SECTIONS:
+        section_lines, section_files = section(report)
+        lines += section_lines
+        files += section_files
+    provenance = _provenance(report.per_case, report.specs)
     lines += ["## Provenance", "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in provenance.items()), ""]
+    out = report.out
     report_md = "\n".join(lines)
     (out / "report.md").write_text(report_md)
     (out / "report.html").write_text(markdown_to_html(report_md, study.title))

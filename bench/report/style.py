@@ -1,5 +1,5 @@
 """Figure conventions shared by every report figure: the Okabe–Ito colour-blind-safe palette and
-saving each figure as PNG and PDF."""
+saving each figure as PNG and PDF, byte-identical when rebuilt from the same runs (no creation date)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def save_figure(fig, out: Path, stem: str) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     files = [out / f"{stem}.png", out / f"{stem}.pdf"]
-    for f in files:
-        fig.savefig(f, bbox_inches="tight")
+    for f in files:  # without a creation date (PDF) the same runs give the same bytes
+        fig.savefig(f, bbox_inches="tight", metadata={"CreationDate": None} if f.suffix == ".pdf" else None)
     plt.close(fig)
     return files
