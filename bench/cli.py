@@ -331,7 +331,7 @@ def tune(study: str, profile: str | None, jobs: int, threads: int | None, storag
               bench tune --study tune_joint_beta --storage postgresql://user@db/optuna
     """
     from bench.study import load_study
-    from bench.tuning import run_search
+    from bench.tune_run import run_search
 
     console = _console()
     loaded = load_study(study)

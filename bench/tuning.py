@@ -35,8 +35,8 @@ Decisions (recorded in the README):
   (the old Optuna studies stay in the storage, never mixed).
 
 Files under ``runs/<study>/tune/``: ``search.json`` (the resolved search), ``inner_splits.json``,
-``optuna.db``, and — written by every invocation — ``trials.csv``, ``best.json`` and
-``importances.csv``, which ``bench run`` and ``bench report`` read (never the Optuna storage).
+``optuna.db``, and — written by every invocation (:mod:`bench.tune_run`, the driver) — ``trials.csv``,
+``best.json`` and ``importances.csv``, which ``bench run`` and ``bench report`` read (never the Optuna storage).
 """
 
 from __future__ import annotations
@@ -51,25 +51,17 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError, ConfigError
-from bench.executors import default_threads
-from bench.procs import set_threads, spawn_process
 from bench.search import (
-    BEST_FILE,
-    IMPORTANCE_FILE,
-    INNER_FILE,
-    SEARCH_FILE,
-    TRIALS_FILE,
     Search,
     make_search,
     tune_dir,
     tuned_weights,
 )
 from bench.splits import inner_splits
-from bench.store import write_json_atomic
 from bench.testhooks import hold
 
-__all__ = ["Search", "make_search", "inner_splits", "make_storage", "open_fold_study", "work", "export_results",
-           "tuned_weights", "tune_dir", "SURPLUS", "ERROR_ATTR", "DEFAULT_GRACE"]
+__all__ = ["Search", "make_search", "inner_splits", "make_storage", "open_fold_study", "work", "pool_worker", "trial_counts",
+           "quiet_optuna", "default_storage", "tuned_weights", "tune_dir", "SURPLUS", "ERROR_ATTR", "DEFAULT_GRACE"]
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +73,7 @@ DEFAULT_GRACE = 60  # seconds without a heartbeat after which a running trial co
 # ---------------------------------------------------------------------------------------------------------------
 # Optuna plumbing
 
-def _quiet_optuna():
+def quiet_optuna():
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -96,7 +88,7 @@ def default_storage(runs_root: Path, study: str) -> str:
 
 def make_storage(url: str, grace: int = DEFAULT_GRACE):
     """An RDB storage with Optuna's heartbeat: a running trial silent for ``grace`` s is failed and re-queued."""
-    optuna = _quiet_optuna()
+    optuna = quiet_optuna()
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
@@ -117,13 +109,13 @@ def _sampler(search: Search, fold: int, number: int = 0):
     depend only on the seed, the fold, n and the trials finished before it, so one worker repeats a
     search exactly and concurrent workers never repeat each other's draws.
     """
-    optuna = _quiet_optuna()
+    optuna = quiet_optuna()
     seed = (search.sampler_seed * 1_000_003 + fold * 10_007 + number) % 2**32
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=search.startup_trials)
 
 
 def _pruner(search: Search):
-    optuna = _quiet_optuna()
+    optuna = quiet_optuna()
     # Steps count the epochs trained so far (1, 2, ...); Optuna never prunes at a step < n_warmup_steps, so
     # steps 1..warmup_epochs are safe with warmup_epochs + 1 (the halving pruner's first rung likewise).
     if search.pruner == "median":
@@ -135,7 +127,7 @@ def _pruner(search: Search):
 
 def open_fold_study(search: Search, storage, fold: int):
     """The Optuna study of one outer fold (created on first use, the paper's weights enqueued first)."""
-    optuna = _quiet_optuna()
+    optuna = quiet_optuna()
     study = optuna.create_study(storage=storage, study_name=search.study_name(fold), direction=search.direction,
                                 sampler=_sampler(search, fold), pruner=_pruner(search), load_if_exists=True)
     if not study.user_attrs.get("bench.search_hash"):
@@ -148,7 +140,7 @@ def open_fold_study(search: Search, storage, fold: int):
     return study
 
 
-def _counts(study) -> dict[str, int]:
+def trial_counts(study) -> dict[str, int]:
     from collections import Counter
 
     counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
@@ -165,7 +157,23 @@ class TrialFailed(Exception):
 
 
 class _Surplus(Exception):
-    """A trial asked beyond the budget by a concurrent worker."""
+    """A trial asked beyond the budget by a concurrent worker, or one repeating another trial's weights."""
+
+
+def _refuse_twin(trial, params: Mapping[str, float]) -> None:
+    """Stop ``trial`` when an earlier trial of its fold that did not fail has the same weights.
+
+    A trial of a dead worker can be re-queued twice (by the worker's own Ctrl-C handler and by the
+    heartbeat, when the worker died before Optuna recorded the failure); the soak caught two runs of the
+    paper's weights in one fold. The later twin is marked surplus (it does not count against the budget
+    and is left out of the results); the earlier one never stops for a later one, so exactly one runs.
+    Called after the weights are suggested and again before the value is returned.
+    """
+    for other in trial.study.get_trials(deepcopy=False, states=None):
+        if other.number < trial.number and other.state.name in ("RUNNING", "COMPLETE", "PRUNED") and other.params == params:
+            trial.set_user_attr(SURPLUS, True)
+            trial.set_user_attr("bench.duplicate_of", other.number)
+            raise _Surplus(f"trial {trial.number} repeats the weights of trial {other.number}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -215,7 +223,7 @@ def run_trial(search: Search, fold: int, trial, data_cache: dict, on_epoch: Call
     import torch
     from monai.data import set_track_meta
 
-    optuna = _quiet_optuna()
+    optuna = quiet_optuna()
     from bench.evaluate import evaluate
     from bench.loop import TrainingDiverged, train
     from bench.study import Training
@@ -224,6 +232,7 @@ def run_trial(search: Search, fold: int, trial, data_cache: dict, on_epoch: Call
 
     set_track_meta(False)
     params = {name: trial.suggest_float(name, low, high, log=search.log) for name, (low, high) in search.space.items()}
+    _refuse_twin(trial, params)
     weights = search.weights(params)
     trial.set_user_attr("weights", weights)
     data = _fold_data(search, fold, data_cache)
@@ -252,6 +261,7 @@ def run_trial(search: Search, fold: int, trial, data_cache: dict, on_epoch: Call
                 on_epoch({"fold": fold, "trial": trial.number, "inner_fold": j, "epoch": row["epoch"], "epochs": epochs,
                           "value": value, "estimate": estimate})
             if trial.should_prune():
+                _refuse_twin(trial, params)  # a pruned twin would count against the budget too
                 raise optuna.TrialPruned(f"inner fold {j + 1}, epoch {row['epoch']}: estimate {estimate:.4f}")
             model.train()
 
@@ -270,11 +280,12 @@ def run_trial(search: Search, fold: int, trial, data_cache: dict, on_epoch: Call
         if device.type == "cuda":
             torch.cuda.empty_cache()
     trial.set_user_attr("seconds", time.perf_counter() - start)
+    _refuse_twin(trial, params)  # a twin that suggested its weights while this trial did
     return sum(finals) / len(finals)
 
 
 def _objective(search: Search, fold: int, study, data_cache: dict, on_epoch):
-    optuna = _quiet_optuna()
+    optuna = quiet_optuna()
 
     def objective(trial) -> float:
         earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number and t.state.name != "FAIL"]
@@ -309,7 +320,7 @@ def work(search_data: Mapping[str, Any], storage_url: str, *, grace: int = DEFAU
     trials are left running, this one waits for them (or for their heartbeat to go stale, when Optuna
     fails them and re-queues their weights).
     """
-    optuna = _quiet_optuna()
+    optuna = quiet_optuna()
     if threads:
         import torch
 
@@ -324,7 +335,7 @@ def work(search_data: Mapping[str, Any], storage_url: str, *, grace: int = DEFAU
         others_running = False
         for fold, study in enumerate(studies):
             optuna.storages.fail_stale_trials(study)
-            counts = _counts(study)
+            counts = trial_counts(study)
             if counts["finished"] >= search.trials:
                 continue
             errors = _errors(study)
@@ -354,7 +365,7 @@ def _interrupted(exc: BaseException | None) -> bool:
     return False
 
 
-def _pool_worker(search_data: dict, storage_url: str, grace: int) -> None:
+def pool_worker(search_data: dict, storage_url: str, grace: int) -> None:
     """A local worker process of ``bench tune --jobs N``: status 130 when interrupted; other errors end it
     with a traceback and status 1."""
     try:
@@ -363,193 +374,3 @@ def _pool_worker(search_data: dict, storage_url: str, grace: int) -> None:
         if _interrupted(exc):
             raise SystemExit(130) from None
         raise
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Results: trials.csv, best.json, importances.csv
-
-def trial_rows(search: Search, storage) -> list[dict[str, Any]]:
-    """One row per trial of every outer fold (the surplus ones excluded)."""
-    rows = []
-    for fold in range(search.folds):
-        study = open_fold_study(search, storage, fold)
-        for t in study.get_trials(deepcopy=False):
-            if t.user_attrs.get(SURPLUS):
-                continue
-            last_step = max(t.intermediate_values) if t.intermediate_values else None
-            row = {"fold": fold, "trial": t.number, "state": t.state.name, "value": t.value,
-                   "last_step": last_step, "last_value": t.intermediate_values.get(last_step) if last_step else None,
-                   "defaults": bool(t.user_attrs.get("bench.defaults")), "seconds": t.user_attrs.get("seconds"),
-                   "error": t.user_attrs.get(ERROR_ATTR, ""),
-                   "retry_of": t.system_attrs.get("failed_trial", t.user_attrs.get("bench.retry_of"))}
-            row.update({f"w_{k}": v for k, v in t.params.items()})
-            rows.append(row)
-    return rows
-
-
-def export_results(search: Search, storage, directory: Path) -> dict[str, Any]:
-    """Write ``trials.csv``, ``best.json`` and ``importances.csv``; returns the best-weights record."""
-    import pandas as pd
-
-    optuna = _quiet_optuna()
-    directory.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(trial_rows(search, storage)).to_csv(directory / TRIALS_FILE, index=False)
-    folds: dict[str, Any] = {}
-    importance_rows = []
-    for fold in range(search.folds):
-        study = open_fold_study(search, storage, fold)
-        counts = _counts(study)
-        complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-        entry: dict[str, Any] = {"finished": counts["finished"], "complete": counts["complete"], "pruned": counts["pruned"],
-                                 "failed": counts["failed"], "done": counts["finished"] >= search.trials}
-        defaults = [t for t in complete if t.user_attrs.get("bench.defaults")]
-        entry["defaults_value"] = defaults[0].value if defaults else None
-        if complete:
-            best = study.best_trial
-            entry.update(best_trial=best.number, value=best.value, params=dict(best.params),
-                         weights=search.weights(best.params), inner_metrics=best.user_attrs.get("inner_metrics", []))
-        if len(complete) >= 2 and len(search.space) > 1:
-            evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-            try:
-                importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
-            except (RuntimeError, ValueError) as exc:  # e.g. every complete trial has the same value
-                log.info("fold %d: no importances: %s", fold, exc)
-                importances = {}
-            importance_rows += [{"fold": fold, "weight": k, "importance": v} for k, v in importances.items()]
-        folds[str(fold)] = entry
-    pd.DataFrame(importance_rows, columns=["fold", "weight", "importance"]).to_csv(directory / IMPORTANCE_FILE, index=False)
-    record = {"study": search.study, "arm": search.arm, "method": search.method, "search_hash": search.hash,
-              "objective": list(search.objective), "direction": search.direction, "trials": search.trials,
-              "inner_folds": search.inner_folds, "pruner": search.pruner, "space": {k: list(v) for k, v in search.space.items()},
-              "log": search.log, "defaults": dict(search.defaults), "profile": search.profile["name"], "folds": folds}
-    write_json_atomic(directory / BEST_FILE, record)
-    return record
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# `bench tune`
-
-@dataclass
-class SearchSummary:
-    search: Search
-    record: dict[str, Any]
-    ran: int
-    seconds: float
-    directory: Path
-
-
-def _mirror(tracker, search: Search, storage) -> None:
-    """Log every finished trial not yet in MLflow (idempotent); nothing once the mirror has failed."""
-    if tracker is None or tracker.failed:
-        return
-    for fold in range(search.folds):
-        study = open_fold_study(search, storage, fold)
-        for t in study.get_trials(deepcopy=False):
-            if not t.user_attrs.get(SURPLUS):
-                tracker.log_trial(fold, t, search.weights(t.params))
-
-
-def run_search(study, *, profile_name: str | None, runs_root: Path, jobs: int = 1, threads: int | None = None,
-               storage_url: str | None = None, tracking_uri: str | None = None, use_mlflow: bool = True,
-               trials: int | None = None, grace: int = DEFAULT_GRACE, console=None) -> SearchSummary:
-    """Prepare the data and outer splits, then run the search with ``jobs`` local workers (see :func:`work`)."""
-    from rich.console import Console
-
-    from bench.orchestrate import prepare
-    from bench.progress import TrialProgress
-    from bench.splits import load_or_create_splits
-
-    console = console or Console(stderr=True)
-    start = time.perf_counter()
-    profile = study.resolve_profile(profile_name)
-    data = prepare(study, profile, console)
-    splits = load_or_create_splits(Path(runs_root) / study.name / "splits.json", list(data.cases), study.folds,
-                                   study.split_seed, data.fingerprint)
-    search = make_search(study, profile, data, splits, runs_root, trials=trials)
-    directory = tune_dir(runs_root, study.name)
-    directory.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(directory / SEARCH_FILE, search.to_json())
-    inner = {str(k): inner_splits(splits, k, list(data.cases), search.inner_folds)[0].to_json()
-             for k in range(search.folds)}
-    write_json_atomic(directory / INNER_FILE, inner)
-    url = storage_url or default_storage(runs_root, study.name)
-    storage = make_storage(url, grace)
-    studies = [open_fold_study(search, storage, k) for k in range(search.folds)]
-    done_before = sum(min(_counts(s)["finished"], search.trials) for s in studies)
-    total = search.folds * search.trials
-    console.print(f"[bold]{study.name}[/bold] — search of {search.method} ({search.arm}) weights "
-                  f"{', '.join(f'{k} ∈ [{lo:g}, {hi:g}]' for k, (lo, hi) in search.space.items())}"
-                  f"{' log-uniform' if search.log else ''}; objective mean({', '.join(search.objective)}) "
-                  f"({search.direction}), {search.inner_folds} inner folds, {search.pruner} pruner")
-    console.print(f"profile {profile.name} ({profile.size}³, {profile.epochs} epochs, width {profile.width}); "
-                  f"{search.folds} outer folds × {search.trials} trials: {done_before} of {total} finished; "
-                  f"search {search.hash}; storage {url}")
-    tracker = None
-    if use_mlflow:
-        from bench.spec import code_version
-        from bench.tracking import Guarded, SearchTracker, default_tracking_uri
-
-        tracker = Guarded(lambda: SearchTracker(
-            tracking_uri or default_tracking_uri(runs_root), study.name, runs_root, search_hash=search.hash,
-            params={"search": {k: v for k, v in search.to_json().items() if k not in ("manifest", "cache_dir", "splits_path")},
-                    "storage": url, "code_version": code_version()}),
-            warn=lambda text: console.print(f"[yellow]warning:[/yellow] {text}"),
-            catch_up=f"run `bench tune --study {study.name}` again (it mirrors every finished trial and trains none twice)")
-        _mirror(tracker, search, storage)
-    status, ran = "FINISHED", 0
-    threads = threads or default_threads(jobs)
-    try:
-        with TrialProgress(console, total, done_before, f"{study.name}: trials") as bars:
-            def refresh() -> None:
-                bars.update(sum(min(_counts(s)["finished"], search.trials) for s in studies), _best_text(search, studies))
-                _mirror(tracker, search, storage)
-
-            if jobs <= 1:
-
-                set_threads(threads)
-                ran = work(search.to_json(), url, grace=grace, on_trial=lambda fold, trial: refresh(),
-                           on_epoch=bars.epoch)
-            else:  # independent processes: one dying (e.g. killed for memory) leaves the others working
-                workers = []
-                try:
-                    for _ in range(jobs):
-                        workers.append(spawn_process(_pool_worker, (search.to_json(), url, grace), threads=threads))
-                    while any(p.is_alive() for p in workers):
-                        time.sleep(2.0)
-                        refresh()
-                except BaseException:
-                    for process in workers:
-                        process.terminate()
-                    raise
-                ran = sum(min(_counts(s)["finished"], search.trials) for s in studies) - done_before
-                codes = [p.exitcode for p in workers if p.exitcode]
-                if codes and all(code in (130, -2) for code in codes):  # Ctrl-C reached the workers first
-                    raise KeyboardInterrupt
-                dead = [f"worker {i} exited with status {p.exitcode}" for i, p in enumerate(workers) if p.exitcode]
-                if dead:
-                    raise BenchError(f"{'; '.join(dead)} (its error is printed above); rerun the same command to "
-                                     "resume: its running trial is failed and re-queued after the grace period")
-            refresh()
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    except BaseException:
-        status = "FAILED"
-        raise
-    finally:
-        record = export_results(search, storage, directory)
-        if tracker:
-            _mirror(tracker, search, storage)
-            tracker.tag_best({int(k): v["best_trial"] for k, v in record["folds"].items() if "best_trial" in v})
-            tracker.log_best(record)
-            tracker.finish(status)
-    return SearchSummary(search, record, ran, time.perf_counter() - start, directory)
-
-
-def _best_text(search: Search, studies) -> str:
-    best = []
-    for study in studies:
-        complete = [t.value for t in study.get_trials(deepcopy=False, states=None) if t.state.name == "COMPLETE"]
-        if complete:
-            best.append(max(complete) if search.direction == "maximize" else min(complete))
-    return f"best per fold: {', '.join(f'{v:.3f}' for v in best)}" if best else ""

@@ -184,7 +184,7 @@ def test_paper_weights_are_the_first_trial_and_surplus_trials_never_train(tmp_pa
     study.optimize(tuning._objective(search, 0, study, {}, None), n_trials=1, catch=(tuning.TrialFailed, tuning._Surplus))
     last = study.trials[-1]
     assert last.state.name == "FAIL" and last.user_attrs[tuning.SURPLUS] and len(trained) == 3
-    assert tuning._counts(study)["finished"] == 3
+    assert tuning.trial_counts(study)["finished"] == 3
 
 
 def test_the_sampler_is_seeded_by_trial_number_so_workers_do_not_repeat_draws(tmp_path):
@@ -206,7 +206,7 @@ def test_the_sampler_is_seeded_by_trial_number_so_workers_do_not_repeat_draws(tm
 
 def test_tuned_weights_need_a_finished_search_of_the_same_spec(tmp_path):
     from bench.store import write_json_atomic
-    from bench.tuning import BEST_FILE, tune_dir, tuned_weights
+    from bench.search import BEST_FILE, tune_dir, tuned_weights
 
     search = _search(tmp_path)
     with pytest.raises(ConfigError, match=r"weights: tuned.*best\.json does not exist; run `bench tune --study s --profile smoke`"):
@@ -262,3 +262,27 @@ def test_trackers_leave_the_tracking_uri_environment_alone(tmp_path, monkeypatch
     SearchTracker(default_tracking_uri(first), "s", first, search_hash="h", params={}).finish()
     assert "MLFLOW_TRACKING_URI" not in os.environ
     assert default_tracking_uri(tmp_path / "b") == f"sqlite:///{(tmp_path / 'b').resolve() / 'mlflow.db'}"
+
+
+def test_a_trial_repeating_an_earlier_trials_weights_is_refused_as_surplus():
+    """A dead worker's trial re-queued twice (its Ctrl-C handler and the heartbeat) must not run twice."""
+    import optuna
+
+    from bench.tuning import SURPLUS, _refuse_twin
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(direction="maximize")
+    space = {"cls": optuna.distributions.FloatDistribution(0.1, 10, log=True)}
+    first = study.ask(space)
+    _refuse_twin(first, first.params)  # nothing earlier: goes on
+    study.tell(first, 0.5)
+    failed = study.ask(space)
+    study.tell(failed, state=optuna.trial.TrialState.FAIL)
+    study.enqueue_trial(failed.params)  # retrying a failed trial's weights is allowed ...
+    retry = study.ask(space)
+    _refuse_twin(retry, retry.params)
+    study.enqueue_trial(first.params)  # ... repeating a finished (or running) trial's weights is not
+    twin = study.ask(space)
+    with pytest.raises(Exception, match=f"repeats the weights of trial {first.number}"):
+        _refuse_twin(twin, twin.params)
+    assert twin.user_attrs[SURPLUS] is True and twin.user_attrs["bench.duplicate_of"] == first.number

@@ -72,7 +72,7 @@ def test_fixed_seed_one_worker_gives_the_same_best_weights_twice(tmp_path, study
     from rich.console import Console
 
     from bench.study import load_study
-    from bench.tuning import run_search
+    from bench.tune_run import run_search
 
     study = load_study(str(study_file))
     records = []

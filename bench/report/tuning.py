@@ -1,7 +1,7 @@
 """The loss-weight search in a study's report (``bench tune``): tables and a figure from the files only.
 
 Reads ``runs/<study>/tune/best.json``, ``trials.csv`` and ``importances.csv`` (written by
-:func:`bench.tuning.export_results`), never the Optuna storage. Writes ``tuning.md``/``tuning.csv``
+:func:`bench.tune_run.export_results`), never the Optuna storage. Writes ``tuning.md``/``tuning.csv``
 (per outer fold: trials, best weights, the best inner objective and the inner objective of the
 paper's weights; the spread of the best weights over outer folds next to the paper's fixed
 weights; the parameter importances) and ``tuning.png``/``.pdf`` (optimisation history, best weights
