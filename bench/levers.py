@@ -53,7 +53,7 @@ def measure_lever(method: str, lever: str, profile: dict, steps: int, threads: i
 
     from bench.loop import make_optimizer, place_model, to_device, train_step
     from bench.registry import METHODS, load_plugins
-    from bench.study import Training
+    from bench.study_types import Training
 
     torch.set_num_threads(threads)
     load_plugins()

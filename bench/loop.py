@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from bench.profiles import PRECISIONS, SCHEDULES
-from bench.study import Training
+from bench.study_types import Training
 from bench.tasks import Task
 
 __all__ = ["make_optimizer", "make_scheduler", "train_step", "forward", "PRECISIONS", "train", "TrainingDiverged", "place_model",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench.study import Study
+from bench.study_types import Study
 
 __all__ = ["RunSummary", "run_study", "prepare"]
 

@@ -34,7 +34,7 @@ def measure_arm(method: str, model_args: dict, weights: dict, profile: dict, ste
     from bench.evaluate import EVAL_BATCH
     from bench.loop import make_optimizer, place_model, to_device, train_step
     from bench.registry import METHODS, load_plugins
-    from bench.study import Training
+    from bench.study_types import Training
 
     torch.set_num_threads(threads)
     load_plugins()
@@ -109,7 +109,7 @@ def measure_arms(arms, profile, *, steps: int = 3, threads: int = 1, progress=No
 def method_arms(names: list[str]) -> list:
     """One arm per registered method named (``all``: every method), default arguments and weights."""
     from bench.registry import METHODS, load_plugins
-    from bench.study import Arm
+    from bench.study_types import Arm
 
     load_plugins()
     chosen = METHODS.names() if "all" in names else [METHODS.get(n).name for n in names]

@@ -18,7 +18,7 @@ from bench.search import make_search, tuned_weights
 from bench.spec import PlannedUnit, UnitSpec
 from bench.splits import Splits
 from bench.store import archive_stale, clear_partial, unit_dir, unit_problem, unit_status
-from bench.study import Study
+from bench.study_types import Study
 
 __all__ = ["plan_units", "PlannedUnit", "Plan", "make_plan"]
 

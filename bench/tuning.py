@@ -226,7 +226,7 @@ def run_trial(search: Search, fold: int, trial, data_cache: dict, on_epoch: Call
     optuna = quiet_optuna()
     from bench.evaluate import evaluate
     from bench.loop import TrainingDiverged, train
-    from bench.study import Training
+    from bench.study_types import Training
     from bench.tasks import get_task
     from bench.unit import default_device, training_setup
 

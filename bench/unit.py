@@ -92,7 +92,7 @@ def _train_and_evaluate(spec: UnitSpec, directory: Path, emit: Event) -> dict[st
     from bench.evaluate import evaluate
     from bench.loop import train
     from bench.splits import inner_splits, read_splits
-    from bench.study import Training
+    from bench.study_types import Training
     from bench.tasks import get_task
 
     set_track_meta(False)

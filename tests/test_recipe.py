@@ -245,13 +245,11 @@ def test_levers_measure_every_lever_and_the_data_path():
 
 
 def test_a_lever_past_its_time_limit_is_stopped_and_reported():
-    import multiprocessing as mp
-
     from bench.levers import _run_with_timeout, levers_markdown
 
     profile = PROFILES["smoke"]
     # A spawned worker must import torch before it can measure anything: it cannot answer within 10 ms.
-    row = _run_with_timeout(mp.get_context("spawn"), ("step", "unet3d", "compile", profile.as_dict(), 1, 1), 0.01)
+    row = _run_with_timeout(("step", "unet3d", "compile", profile.as_dict(), 1, 1), 0.01)
     assert row == {"method": "unet3d", "lever": "compile", "error": "timed out after 0.01 s"}
     assert "| unet3d | compile | failed: timed out after 0.01 s |" in levers_markdown([row], {}, profile, threads=1, steps=1)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.metrics import METRICS
-from bench.study import Study
+from bench.study_types import Study
 
 __all__ = ["build_report", "ReportFiles", "write_index"]
 
