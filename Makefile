@@ -8,6 +8,8 @@ TORCH  := $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/de
 DEMO_STUDY   ?= ablation_lgm
 DEMO_PROFILE ?= cpu
 JOBS   ?= 2
+# pytest-xdist workers for `make test`; each trains with its share of the cores ($BENCH_CORES, tests/conftest.py)
+TEST_WORKERS ?= 2
 
 .PHONY: install latex demo test clean
 
@@ -36,7 +38,7 @@ latex:
 
 test: install latex
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
