@@ -29,8 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         import nibabel as nib
         import numpy as np
 
+        from bench.data.cohort import generate_cohort
         from bench.data.manifest import read_manifest
-        from bench.data.synthetic import SyntheticConfig, generate_cohort, generate_scan
+        from bench.data.synthetic import SyntheticConfig, generate_scan
 
         config = SyntheticConfig(size=args.size)
         start = time.perf_counter()

@@ -129,7 +129,8 @@ def data_synth(out: Path, size: int, n_ms: int, n_nmosd: int, difficulty: float,
     """
     import time
 
-    from bench.data.synthetic import SyntheticConfig, generate_cohort
+    from bench.data.cohort import generate_cohort
+    from bench.data.synthetic import SyntheticConfig
     from bench.progress import counter_bar
 
     try:

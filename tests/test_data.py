@@ -5,9 +5,10 @@ import pytest
 from conftest import brain_volume, save_nifti, write_dataset
 
 from bench.data import prepare_dataset
+from bench.data.cohort import generate_cohort
 from bench.data.manifest import read_manifest
 from bench.data.preprocess import preprocess_case
-from bench.data.synthetic import SyntheticConfig, cohort_plan, generate_cohort, generate_scan
+from bench.data.synthetic import SyntheticConfig, cohort_plan, generate_scan
 from bench.errors import DataError
 from bench.noise import gaussian_noise
 from bench.profiles import get_profile

@@ -17,13 +17,12 @@ from sklearn.preprocessing import StandardScaler
 
 from bench.data import DEFAULT_DIFFICULTY
 from bench.data.anatomy import load_anatomy, load_regions
+from bench.data.cohort import generate_cohort
+from bench.data.lesions import CLASS_INDEX, LESION_CLASSES
 from bench.data.manifest import read_manifest
 from bench.data.synthetic import (
-    CLASS_INDEX,
-    LESION_CLASSES,
     SyntheticConfig,
     cohort_plan,
-    generate_cohort,
     generate_scan,
     plan_features,
     scan_plan,

@@ -205,8 +205,8 @@ def test_the_sampler_is_seeded_by_trial_number_so_workers_do_not_repeat_draws(tm
 
 
 def test_tuned_weights_need_a_finished_search_of_the_same_spec(tmp_path):
-    from bench.store import write_json_atomic
     from bench.search import BEST_FILE, tune_dir, tuned_weights
+    from bench.store import write_json_atomic
 
     search = _search(tmp_path)
     with pytest.raises(ConfigError, match=r"weights: tuned.*best\.json does not exist; run `bench tune --study s --profile smoke`"):

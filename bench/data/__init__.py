@@ -55,7 +55,8 @@ class PreparedData:
 
 
 def _synthetic(options: Mapping[str, Any], profile: Profile, root: Path, progress: Progress | None) -> Path:
-    from bench.data.synthetic import GENERATOR_VERSION, SyntheticConfig, generate_cohort
+    from bench.data.cohort import generate_cohort
+    from bench.data.synthetic import GENERATOR_VERSION, SyntheticConfig
 
     allowed = {f.name for f in fields(SyntheticConfig)} - {"size"}
     for key in options:
