@@ -23,7 +23,7 @@ from bench.data.manifest import Case
 from bench.data.preprocess import Volume
 from bench.loop import forward, to_device
 from bench.metrics.seg import segmentation_metrics
-from bench.noise import input_noise
+from bench.noise import DEFAULT_NOISE_UNITS, input_noise
 
 __all__ = ["evaluate", "Evaluation", "SEG_COLUMNS", "EVAL_BATCH", "noisy_key", "quantise"]
 
@@ -96,7 +96,7 @@ def evaluate(
     *,
     sigmas: tuple[float, ...],
     device: torch.device,
-    noise_units: str = "range",
+    noise_units: str = DEFAULT_NOISE_UNITS,
     batch_size: int = EVAL_BATCH,
     precision: str = "fp32",
 ) -> Evaluation:

@@ -26,9 +26,13 @@ import hashlib
 
 import numpy as np
 
-__all__ = ["NOISE_UNITS", "noise_seed", "gaussian_noise", "noise_scale", "input_noise"]
+__all__ = ["NOISE_UNITS", "DEFAULT_NOISE_UNITS", "LEGACY_NOISE_UNITS", "noise_seed", "gaussian_noise", "noise_scale", "input_noise"]
 
 NOISE_UNITS = ("range", "zscore")
+#: What σ means when a study does not say (its ``noise_units``).
+DEFAULT_NOISE_UNITS = "range"
+#: What σ meant in unit specs written before ``noise_units`` existed (reports read such runs this way).
+LEGACY_NOISE_UNITS = "zscore"
 
 
 def noise_seed(case_id: str, sigma: float) -> int:

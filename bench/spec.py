@@ -16,6 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from bench.noise import DEFAULT_NOISE_UNITS
+
 __all__ = ["UnitSpec", "PlannedUnit", "code_version"]
 
 
@@ -41,7 +43,7 @@ class UnitSpec:
     cache_dir: str
     splits_path: str
     extra: Mapping[str, Any] = field(default_factory=dict)
-    noise_units: str = "range"
+    noise_units: str = DEFAULT_NOISE_UNITS
 
     @property
     def key(self) -> str:

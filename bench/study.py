@@ -23,7 +23,7 @@ import yaml
 
 from bench.errors import ConfigError, did_you_mean
 from bench.metrics import METRICS
-from bench.noise import NOISE_UNITS
+from bench.noise import DEFAULT_NOISE_UNITS, NOISE_UNITS
 from bench.profiles import PROFILES
 from bench.study_types import (  # the dataclasses, importable by the loop without this YAML reader
     ARM_KEYS,
@@ -301,7 +301,7 @@ def parse_study(path: Path, data: dict[str, Any], methods=None) -> Study:
     noise = _float_list(r, "noise", data.get("noise", [0.0]), minimum=0.0)
     if 0.0 not in noise:
         raise r.fail("noise", f"the grid must contain 0.0 (the clean evaluation), got {list(noise)}")
-    noise_units = str(data.get("noise_units", "range"))
+    noise_units = str(data.get("noise_units", DEFAULT_NOISE_UNITS))
     if noise_units not in NOISE_UNITS:
         raise r.fail("noise_units", f"expected one of {', '.join(NOISE_UNITS)}, got '{noise_units}'"
                      f"{did_you_mean(noise_units, NOISE_UNITS)}")

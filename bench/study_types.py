@@ -13,6 +13,7 @@ from typing import Any
 
 from bench.errors import ConfigError, did_you_mean
 from bench.metrics import METRICS
+from bench.noise import DEFAULT_NOISE_UNITS
 from bench.profiles import Profile, get_profile
 
 __all__ = ["Arm", "DatasetSpec", "Training", "TuneSpec", "Study", "PRUNERS", "TUNED", "STUDY_KEYS", "ARM_KEYS",
@@ -140,7 +141,7 @@ class Study:
     arms: tuple[Arm, ...]
     correction: str = "holm"
     alpha: float = 0.05
-    noise_units: str = "range"
+    noise_units: str = DEFAULT_NOISE_UNITS
     tune: TuneSpec | None = None
     pass_criteria: Mapping[str, float] = field(default_factory=dict)
 

@@ -215,7 +215,8 @@ class SearchTracker:
             "bench.trial": str(trial.number), "bench.state": trial.state.name, BEST_TAG: "false",
             "bench.defaults": str(bool(trial.user_attrs.get("bench.defaults"))).lower(),
             **({"bench.error": str(trial.user_attrs["bench.error"])[:5000]} if "bench.error" in trial.user_attrs else {})})
-        run_id = run.info.run_id
+        run_id = self.runs[key] = run.info.run_id  # at once: an interrupt below must not make the `finally` mirror log
+        # it a second time (a run left RUNNING is deleted and logged again by the next invocation)
         _log_params(self.client, run_id, flatten({"fold": fold, "trial": trial.number, "weights": dict(weights)}))
         now = int(time.time() * 1000)
         metrics = [Metric("inner/objective", float(v), now, int(step)) for step, v in sorted(trial.intermediate_values.items())]
@@ -228,7 +229,6 @@ class SearchTracker:
         for i in range(0, len(metrics), 1000):
             self.client.log_batch(run_id, metrics=metrics[i : i + 1000])
         self.client.set_terminated(run_id, _TRIAL_STATUS[trial.state.name])
-        self.runs[key] = run_id
         return run_id
 
     def tag_best(self, best: Mapping[int, int]) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.metrics import METRICS
+from bench.noise import LEGACY_NOISE_UNITS
 from bench.study_types import Study
 
 __all__ = ["build_report", "ReportFiles", "write_index"]
@@ -44,7 +45,7 @@ def _provenance(per_case: pd.DataFrame, specs: list[dict]) -> dict:
                    f"width {prof['width']}, lr {prof['lr']})",
         "seeds": ", ".join(str(s) for s in sorted({s["seed"] for s in specs})),
         "folds": str(len({s["fold"] for s in specs})),
-        "noise σ": ", ".join(f"{s:g}" for s in first["noise"]) + f" ({_NOISE_UNITS[first.get('noise_units', 'zscore')][0]})",
+        "noise σ": ", ".join(f"{s:g}" for s in first["noise"]) + f" ({_NOISE_UNITS[first.get('noise_units', LEGACY_NOISE_UNITS)][0]})",
         "hardware": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
     }
 
@@ -130,7 +131,7 @@ class _Report:
 
     @property
     def noise_units(self) -> str:
-        return self.specs[0].get("noise_units", "zscore")
+        return self.specs[0].get("noise_units", LEGACY_NOISE_UNITS)
 
 
 Section = tuple[list[str], list[Path]]  # a section's Markdown lines and the files it wrote

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.noise import LEGACY_NOISE_UNITS
 from bench.report.style import save_figure
 from bench.store import SPEC, done_units, read_json
 
@@ -208,7 +209,7 @@ def plot_uncertainty(per_case: pd.DataFrame, units: dict[str, list[Path]], spec:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    units_of_noise = spec.get("noise_units", "range")
+    units_of_noise = spec.get("noise_units", LEGACY_NOISE_UNITS)
     rows = [(c, s) for c in chosen for s in sigmas]
     cols = 1 + 2 * len(shown)
     fig, axes = plt.subplots(len(rows), cols, figsize=(1.9 * cols, 2.0 * len(rows) + 0.6), dpi=150, squeeze=False)
