@@ -11,9 +11,9 @@ from __future__ import annotations
 from monai.networks.nets import AttentionUnet
 
 from baselines.unet import SEGMENTATION, UNET_CHANNELS
+from bench.nn.widths import scaled_channels
 from bench.outputs import SegmentationNet
 from bench.registry import register_method
-from bench.widths import scaled_channels
 
 __all__ = ["attention_unet"]
 

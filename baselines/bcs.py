@@ -18,11 +18,11 @@ import torch
 from torch import nn
 
 from baselines.unet import UNET_CHANNELS
-from bench.blocks import check_norm, conv_block, double_conv
 from bench.losses import JointLoss
+from bench.nn.blocks import check_norm, conv_block, double_conv
+from bench.nn.widths import scaled_channels
 from bench.outputs import ModelOutput, prior_logit
 from bench.registry import register_method
-from bench.widths import scaled_channels
 
 __all__ = ["BCS", "bcs"]
 
@@ -38,7 +38,7 @@ class BCS(nn.Module):
             :class:`bench.outputs.SegmentationNet`).
         cls_norm: the norm of the deepest encoder level, whose average pool the classifier reads: ``batch``
             (default) or ``instance`` (the suite's first version, whose pooled features are the same for every
-            scan, :mod:`bench.blocks`).
+            scan, :mod:`bench.nn.blocks`).
     """
 
     def __init__(self, in_channels: int, num_classes: int, channels=UNET_CHANNELS, *, prior: float = 0.01,

@@ -11,9 +11,9 @@ from __future__ import annotations
 from monai.networks.nets import DenseNet121
 
 from baselines.resnet import CLASSIFICATION
+from bench.nn.widths import scaled_channels
 from bench.outputs import ClassificationNet
 from bench.registry import register_method
-from bench.widths import scaled_channels
 
 __all__ = ["densenet121"]
 

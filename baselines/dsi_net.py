@@ -41,7 +41,7 @@ Other decisions taken here:
   width 1 and scaled by ``width``.
 * Normalisation is InstanceNorm (batch 2), except in the classifier head, whose output is average-pooled:
   BatchNorm there, as the official ``cls_head`` (``cls_norm``; an InstanceNorm before the pooling makes
-  the pooled features the same for every scan, :mod:`bench.blocks`); ``cls_norm: instance`` gives the
+  the pooled features the same for every scan, :mod:`bench.nn.blocks`); ``cls_norm: instance`` gives the
   suite's first version. The prototype MLP uses LayerNorm where the official code applies BatchNorm
   across the 2–3 class prototypes.
 * The segmentation heads' dropouts are element-wise (``nn.Dropout(0.5)`` and ``(0.1)``), as the official
@@ -63,11 +63,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.blocks import ResidualBlock, check_norm, conv_block, pointwise_block, separable_block
 from bench.losses import MethodLoss, soft_dice_loss
+from bench.nn.blocks import ResidualBlock, check_norm, conv_block, pointwise_block, separable_block
+from bench.nn.widths import scaled_channels
 from bench.outputs import ModelOutput, prior_logit
 from bench.registry import register_method
-from bench.widths import scaled_channels
 
 __all__ = ["DSINet", "DSINetLoss", "LesionLocationMining", "BinaryGateUnit", "GlobalPrototypes",
            "CategoryGuidedFeatures", "ASPP", "interaction_loss", "dsi_net"]

@@ -12,9 +12,9 @@ from monai.networks.nets.senet import SENet, SEResNetBottleneck
 from torch import nn
 
 from baselines.resnet import CLASSIFICATION
+from bench.nn.widths import scaled_channels
 from bench.outputs import ClassificationNet
 from bench.registry import register_method
-from bench.widths import scaled_channels
 
 __all__ = ["SEResNet50", "senet50"]
 

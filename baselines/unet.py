@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from monai.networks.nets import UNet
 
-from bench.blocks import check_norm
 from bench.losses import SegmentationLoss
+from bench.nn.blocks import check_norm
+from bench.nn.widths import scaled_channels
 from bench.outputs import SegmentationNet
 from bench.registry import register_method
-from bench.widths import scaled_channels
 
 __all__ = ["UNET_CHANNELS", "SEGMENTATION", "unet_backbone", "unet3d"]
 

@@ -14,9 +14,9 @@ from monai.networks.nets.vnet import DownTransition, InputTransition, OutputTran
 from torch import nn
 
 from baselines.unet import SEGMENTATION
+from bench.nn.widths import scaled_channels
 from bench.outputs import SegmentationNet
 from bench.registry import register_method
-from bench.widths import scaled_channels
 
 __all__ = ["VNet3D", "vnet"]
 

@@ -49,7 +49,7 @@ Deviations from the paper's equations, each a switch with the paper's behaviour 
   is about 5× the Dice term's.
 * ``cls_norm``: ``batch`` (default) or ``instance`` in the classification subnetwork's residual blocks,
   whose outputs are average-pooled. The paper does not name the norm; an InstanceNorm right before the
-  pooling makes every pooled feature the same for every scan (:mod:`bench.blocks`). ``instance`` is the
+  pooling makes every pooled feature the same for every scan (:mod:`bench.nn.blocks`). ``instance`` is the
   suite's first version.
 
 On the easy cohort at the ``cpu`` recipe (8 epochs, a validation split of fold 0's training set), the three
@@ -60,7 +60,7 @@ Decisions taken here (the paper is silent; recorded in the closing notes too):
 
 * "LayerNorm on the input" of a 1-channel volume is a per-sample LayerNorm over (C, D, H, W)
   (``GroupNorm(1, 1)``; a LayerNorm over one channel would map every voxel to 0).
-* Convolution blocks are conv → InstanceNorm (affine) → LeakyReLU (:mod:`bench.blocks`), except in the
+* Convolution blocks are conv → InstanceNorm (affine) → LeakyReLU (:mod:`bench.nn.blocks`), except in the
   classification subnetwork (``cls_norm``, above).
 * The paper gives no channel counts for the segmentation subnetwork. Its encoding modules have 16, 32,
   64 channels at S/2, S/4, S/8 — the 3D UNet baseline's widths at the same resolutions, so Table 3
@@ -94,12 +94,12 @@ import torch.nn.functional as F
 from monai.networks.nets.swin_unetr import BasicLayer
 from torch import nn
 
-from bench.blocks import ResidualBlock, check_norm, conv_block, double_conv
 from bench.errors import ConfigError
 from bench.losses import MethodLoss, soft_dice_loss
+from bench.nn.blocks import ResidualBlock, check_norm, conv_block, double_conv
+from bench.nn.widths import scaled_channels
 from bench.outputs import ModelOutput, prior_logit
 from bench.registry import register_method
-from bench.widths import scaled_channels
 
 __all__ = ["JointModel", "JointModelLoss", "joint_model", "class_activation_maps", "cross_task_loss",
            "SHARE_MODES", "LGM_MODES", "HEADS"]

@@ -73,13 +73,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.blocks import check_norm, conv_block, pointwise_block, separable_block
 from bench.errors import ConfigError
 from bench.evidential import dirichlet_alpha, evidential_loss, subjective_opinion
 from bench.losses import MethodLoss
+from bench.nn.blocks import check_norm, conv_block, pointwise_block, separable_block
+from bench.nn.widths import scaled_channels
 from bench.outputs import ModelOutput, Prediction, prior_logit
 from bench.registry import register_method
-from bench.widths import scaled_channels
 
 __all__ = ["UML", "UMLLoss", "PolarizedSelfAttention", "FeatureMixer", "Res2NetBlock", "UncertaintyNavigator",
            "UncertaintyInstructor", "channel_shuffle", "reliable_mask", "log_dice_loss", "uml"]
@@ -294,7 +294,7 @@ class UML(nn.Module):
         first_stride: 2 (default) starts both encoders at S/2, 1 at full size (the paper's layout).
         prior: initial lesion probability of the navigator outputs.
         cls_norm: the norm of the classifier head before its average pooling: ``batch`` (the official code's
-            BatchNorm) or ``instance`` (the suite's first version; :mod:`bench.blocks` says why it fails).
+            BatchNorm) or ``instance`` (the suite's first version; :mod:`bench.nn.blocks` says why it fails).
     """
 
     def __init__(self, in_channels: int, num_classes: int, width: float = 1.0, *, mutual_decoder: bool = True,

@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from bench.blocks import ResidualBlock
 from bench.errors import ConfigError
 from bench.loop import forward, train, warmup_cosine
+from bench.nn.blocks import ResidualBlock
 from bench.profiles import PROFILES, Profile
 from bench.registry import METHODS, load_plugins
 from bench.study import Training
