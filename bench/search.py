@@ -7,14 +7,13 @@ The search spec sits below everything that uses it: ``bench run`` plans an arm w
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.errors import ConfigError
+from bench.spec import ContentHashed
 from bench.store import read_json
 
 __all__ = ["Search", "make_search", "tuned_weights", "tune_dir", "SEARCH_FILE", "BEST_FILE", "TRIALS_FILE",
@@ -29,7 +28,7 @@ def tune_dir(runs_root: Path, study: str) -> Path:
 
 
 @dataclass(frozen=True)
-class Search:
+class Search(ContentHashed):
     """Everything a worker needs to run trials (JSON-able, like :class:`bench.spec.UnitSpec`)."""
 
     study: str
@@ -59,18 +58,10 @@ class Search:
     splits_path: str
     extra: Mapping[str, Any] = field(default_factory=dict)
 
-    def identity(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key in ("trials", "manifest", "cache_dir", "splits_path"):
-            data.pop(key)
-        data["profile"] = {k: v for k, v in data["profile"].items() if k != "workers"}
-        data["space"] = {k: list(v) for k, v in data["space"].items()}
-        return data
-
-    @property
-    def hash(self) -> str:
-        payload = json.dumps(self.identity(), sort_keys=True, default=str)
-        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+    LOCATIONS = ("trials", "manifest", "cache_dir", "splits_path")  # the budget too: raising it continues the search
+    HASH_LENGTH = 12
+    TUPLES = ("objective",)
+    TUPLE_VALUES = ("space",)
 
     def study_name(self, fold: int) -> str:
         """The Optuna study of outer fold ``fold``."""
@@ -80,15 +71,7 @@ class Search:
         return {**self.defaults, **{k: float(v) for k, v in params.items()}}
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "space": {k: list(v) for k, v in self.space.items()}, "objective": list(self.objective),
-                "search_hash": self.hash}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Search:
-        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        values["space"] = {k: tuple(v) for k, v in values["space"].items()}
-        values["objective"] = tuple(values["objective"])
-        return cls(**values)
+        return {**self._json(), "search_hash": self.hash}
 
 
 def make_search(study, profile, data, splits, runs_root: Path, *, trials: int | None = None) -> Search:

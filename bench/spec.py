@@ -14,15 +14,59 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from bench.noise import DEFAULT_NOISE_UNITS
 
-__all__ = ["UnitSpec", "PlannedUnit", "code_version"]
+__all__ = ["UnitSpec", "PlannedUnit", "ContentHashed", "code_version"]
+
+
+class ContentHashed:
+    """A frozen dataclass that is its own JSON record and is identified by a hash of its content.
+
+    Subclasses name the fields that are *where* rather than *what* (``LOCATIONS``: paths, labels, budgets —
+    not part of the identity), the hash's length (``HASH_LENGTH``; persisted hashes fix it per class) and
+    the fields read back from JSON lists as tuples (``TUPLES``; ``TUPLE_VALUES`` for mappings of tuples).
+    The profile's ``workers`` (data-loader processes) never changes a result and is left out too.
+    """
+
+    LOCATIONS: ClassVar[tuple[str, ...]] = ()
+    HASH_LENGTH: ClassVar[int] = 16
+    TUPLES: ClassVar[tuple[str, ...]] = ()
+    TUPLE_VALUES: ClassVar[tuple[str, ...]] = ()
+
+    def identity(self) -> dict[str, Any]:
+        data = asdict(self)
+        for location in self.LOCATIONS:
+            data.pop(location)
+        data["profile"] = {k: v for k, v in data["profile"].items() if k != "workers"}
+        return data
+
+    @property
+    def hash(self) -> str:
+        payload = json.dumps(self.identity(), sort_keys=True, default=str)  # tuples and lists serialise alike
+        return hashlib.sha256(payload.encode()).hexdigest()[: self.HASH_LENGTH]
+
+    def _json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for name in self.TUPLES:
+            data[name] = list(data[name])
+        for name in self.TUPLE_VALUES:
+            data[name] = {k: list(v) for k, v in data[name].items()}
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]):
+        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for name in cls.TUPLES:
+            values[name] = tuple(values[name])
+        for name in cls.TUPLE_VALUES:
+            values[name] = {k: tuple(v) for k, v in values[name].items()}
+        return cls(**values)
 
 
 @dataclass(frozen=True)
-class UnitSpec:
+class UnitSpec(ContentHashed):
     """Everything a worker needs to train and evaluate one unit, and nothing it must look up elsewhere."""
 
     study: str
@@ -45,30 +89,16 @@ class UnitSpec:
     extra: Mapping[str, Any] = field(default_factory=dict)
     noise_units: str = DEFAULT_NOISE_UNITS
 
+    LOCATIONS = ("manifest", "cache_dir", "splits_path", "label")
+    HASH_LENGTH = 16
+    TUPLES = ("noise",)
+
     @property
     def key(self) -> str:
         return f"{self.arm}/fold_{self.fold}/seed_{self.seed}"
 
-    def identity(self) -> dict[str, Any]:
-        d = asdict(self)
-        for location in ("manifest", "cache_dir", "splits_path", "label"):
-            d.pop(location)
-        d["profile"] = {k: v for k, v in d["profile"].items() if k != "workers"}
-        return d
-
-    @property
-    def hash(self) -> str:
-        payload = json.dumps(self.identity(), sort_keys=True, default=str)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "noise": list(self.noise), "spec_hash": self.hash, "code_version": code_version()}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> UnitSpec:
-        fields_ = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        fields_["noise"] = tuple(fields_["noise"])
-        return cls(**fields_)
+        return {**self._json(), "spec_hash": self.hash, "code_version": code_version()}
 
 
 @lru_cache(maxsize=1)
