@@ -70,11 +70,18 @@ class BCS(nn.Module):
         return ModelOutput(seg_logits=self.seg_head(x), cls_logits=cls_logits)
 
 
+class BCSLoss(JointLoss):
+    """BCS's loss: soft Dice on the lesion map + cross-entropy on the class. The paper has no voxel-wise
+    cross-entropy, so its weight ``bce`` starts at 0 (a study may turn it on)."""
+
+    def __init__(self, dice: float = 1.0, bce: float = 0.0, ce: float = 1.0) -> None:
+        super().__init__(dice=dice, bce=bce, ce=ce)
+
+
 @register_method(
     "bcs",
     kind="joint",
-    loss=JointLoss,
-    weights={"dice": 1.0, "bce": 0.0, "ce": 1.0},
+    loss=BCSLoss,
     search_space={"dice": (0.1, 10.0), "ce": (0.1, 10.0)},
     size_multiple=16,
 )

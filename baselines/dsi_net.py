@@ -346,7 +346,6 @@ class DSINetLoss(MethodLoss):
     "dsi_net",
     kind="joint",
     loss=DSINetLoss,
-    weights={"ce": 1.0, "fine": 1.0, "coarse": 1.0, "interaction": 0.0},
     search_space={"ce": (0.1, 10.0), "fine": (0.1, 10.0), "coarse": (0.1, 10.0)},
     size_multiple=16,
 )

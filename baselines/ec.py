@@ -26,7 +26,7 @@ __all__ = ["ec"]
 _BACKBONES = {"resnet34": monai_resnet34, "resnet50": monai_resnet50}
 
 
-@register_method("ec", kind="cls", loss=EvidentialClassificationLoss, weights={"edl": 1.0})
+@register_method("ec", kind="cls", loss=EvidentialClassificationLoss)
 def ec(in_channels: int, num_classes: int, spatial_size: int, width: float, *, backbone: str = "resnet50"):
     """EC: 3D ResNet50 with a softplus evidence head and the TMC loss (Dirichlet probability and uncertainty)."""
     if backbone not in _BACKBONES:

@@ -21,7 +21,7 @@ from bench.registry import register_method
 
 __all__ = ["CLASSIFICATION", "resnet3d", "resnet34", "resnet50", "resnet101", "resnet152"]
 
-CLASSIFICATION = {"kind": "cls", "loss": ClassificationLoss, "weights": {"ce": 1.0}}  # every CE classifier
+CLASSIFICATION = {"kind": "cls", "loss": ClassificationLoss}  # every CE classifier
 
 
 def resnet3d(factory, in_channels: int, num_classes: int, width: float) -> ClassificationNet:

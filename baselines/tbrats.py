@@ -23,7 +23,6 @@ __all__ = ["tbrats"]
     "tbrats",
     kind="seg",
     loss=EvidentialSegmentationLoss,
-    weights={"edl": 1.0, "dice": 1.0},
     search_space={"edl": (0.1, 10.0), "dice": (0.1, 10.0)},
     size_multiple=16,
 )

@@ -26,7 +26,6 @@ UNET_CHANNELS = (16, 32, 64, 128, 256)
 SEGMENTATION = {  # register_method settings of the Dice + CE segmentation baselines
     "kind": "seg",
     "loss": SegmentationLoss,
-    "weights": {"dice": 1.0, "bce": 1.0},
     "search_space": {"dice": (0.1, 10.0), "bce": (0.1, 10.0)},
     "size_multiple": 16,
 }

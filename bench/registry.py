@@ -82,7 +82,8 @@ class MethodSpec:
         builder: ``(in_channels, num_classes, spatial_size, width, **model_args) -> nn.Module``;
             the module returns a :class:`bench.outputs.ModelOutput`.
         loss: ``(**weights) -> bench.losses.MethodLoss``; its named weights are ``weights``.
-        weights: default loss weights, as the method's paper gives them.
+        weights: default loss weights, as the method's paper gives them: the keyword defaults of ``loss``
+            (:func:`loss_defaults`), so each default is written once, in the loss.
         search_space: ``weight name -> (low, high)`` for tuning (log-uniform by default).
         size_multiple: spatial sizes must be divisible by this (e.g. 16 for four stride-2 stages).
         summary: one line for ``bench ls methods``.
@@ -138,6 +139,14 @@ class MethodSpec:
 METHODS: Registry[MethodSpec] = Registry("method")
 
 
+def loss_defaults(loss: Callable[..., Any]) -> dict[str, float]:
+    """The keyword defaults of a loss's constructor: its weights' default values."""
+    import inspect
+
+    return {name: float(p.default) for name, p in inspect.signature(loss).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
 def register_method(
     name: str,
     *,
@@ -148,7 +157,11 @@ def register_method(
     size_multiple: int = 1,
     kind_for: Callable[[Mapping[str, Any]], str] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator registering a builder function as a method; the docstring's first line is its summary."""
+    """Decorator registering a builder function as a method; the docstring's first line is its summary.
+
+    ``weights`` defaults to the loss's own keyword defaults (:func:`loss_defaults`); give it only for a
+    loss taking ``**weights``.
+    """
 
     def decorate(builder: Callable[..., Any]) -> Callable[..., Any]:
         summary = (builder.__doc__ or "").strip().splitlines()[0] if builder.__doc__ else ""
@@ -159,7 +172,7 @@ def register_method(
                 kind=kind,
                 builder=builder,
                 loss=loss,
-                weights=dict(weights or {}),
+                weights=dict(weights) if weights is not None else loss_defaults(loss),
                 search_space=dict(search_space or {}),
                 size_multiple=size_multiple,
                 summary=summary,

@@ -392,7 +392,6 @@ def _choice(name: str, value, allowed: Sequence[str]) -> str:
     kind="joint",
     kind_for=_kind,
     loss=JointModelLoss,
-    weights={"seg": 1.0, "cls": 0.8, "cross": 1.0},
     search_space={"seg": (0.1, 10.0), "cls": (0.1, 10.0), "cross": (0.1, 10.0)},
     size_multiple=16,
 )

@@ -417,7 +417,6 @@ def _flag(name: str, value) -> bool:
     "uml",
     kind="joint",
     loss=UMLLoss,
-    weights=dict(WEIGHTS),
     search_space={"mutual": (0.01, 1.0), "cls": (0.05, 5.0), "seg": (0.05, 5.0)},
     size_multiple=16,
 )
