@@ -83,13 +83,22 @@ def cluster_bootstrap_auc(labels, scores, clusters, *, n_boot: int = 2000, seed:
 
 
 def wilcoxon_paired(a, b, *, n_boot: int = 2000, seed: int = 0) -> TestResult:
-    """Wilcoxon signed-rank test on paired per-case values (two-sided) with a bootstrap CI of the mean difference."""
+    """Wilcoxon signed-rank test on paired per-case values (two-sided) with a bootstrap CI of the mean difference.
+
+    With five or fewer non-zero differences no outcome reaches p < 0.05 (the smallest two-sided p is
+    2 / 2^n); the result then says so in its test name and has a NaN p (left out of the Holm family, drawn
+    as "not different"), instead of a p that looks like evidence of no difference.
+    """
     a, b = np.asarray(a, float), np.asarray(b, float)
     if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
         raise ValueError(f"need two equal-length 1-D samples of >= 2 paired values, got {a.shape} and {b.shape}")
     effect, low, high = paired_bootstrap_ci(a, b, n_boot=n_boot, seed=seed)
     if np.allclose(a, b):
         return TestResult("Wilcoxon signed-rank", 0.0, 1.0, effect, low, high, len(a))
+    nonzero = int(np.count_nonzero(~np.isclose(a, b)))
+    if 2.0 / 2**nonzero > 0.05:  # the smallest two-sided p of n pairs is 2 / 2^n: 0.0625 for n = 5
+        return TestResult(f"Wilcoxon signed-rank (undefined: {nonzero} non-zero pairs can never reach p < 0.05)",
+                          float("nan"), float("nan"), effect, low, high, len(a))
     res = sps.wilcoxon(a, b, zero_method="wilcox", alternative="two-sided")
     return TestResult("Wilcoxon signed-rank", float(res.statistic), float(res.pvalue), effect, low, high, len(a))
 

@@ -38,7 +38,8 @@ def _write_runs(root, split_hash="s1", arms=ARMS):
                                  "split_hash": split_hash if arm != "bad" else split_hash.replace("X", "Y"),
                                  "code_version": "test"})
             pd.DataFrame(rows).to_parquet(unit / "per_case.parquet")
-            spec = {"data_fingerprint": "d", "split_hash": split_hash, "seed": 0, "fold": fold, "noise": [0.0, 0.1],
+            spec = {"spec_hash": f"h{a}{fold}", "data_fingerprint": "d", "split_hash": split_hash, "seed": 0, "fold": fold,
+                    "noise": [0.0, 0.1],
                     "profile": {"name": "smoke", "size": 32, "epochs": 2, "batch": 2, "width": 0.25, "lr": 0.001}}
             (unit / "spec.json").write_text(json.dumps(spec))
             (unit / "DONE.json").write_text(json.dumps({"spec_hash": f"h{a}{fold}"}))

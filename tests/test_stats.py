@@ -106,6 +106,18 @@ def test_wilcoxon_matches_scipy_and_ci_brackets_effect():
     assert wilcoxon_paired(a, a).p == 1.0
 
 
+def test_wilcoxon_with_five_pairs_says_it_cannot_be_significant_instead_of_a_p():
+    a = np.array([0.9, 0.8, 0.85, 0.7, 0.95])
+    five = wilcoxon_paired(a, a - 0.1)  # all five differences the same sign: the most extreme outcome
+    assert np.isnan(five.p) and "5 non-zero pairs can never reach p < 0.05" in five.test
+    assert sps.wilcoxon(a, a - 0.1).pvalue == pytest.approx(0.0625)  # 2 / 2^5, the reason
+    assert five.effect == pytest.approx(0.1)
+    six = wilcoxon_paired(np.append(a, 0.6), np.append(a - 0.1, 0.5))
+    assert six.p == pytest.approx(0.03125) and six.test == "Wilcoxon signed-rank"  # 2 / 2^6 can
+    tied = wilcoxon_paired(np.append(a, [0.5] * 3), np.append(a - 0.1, [0.5] * 3))  # zero differences do not count
+    assert np.isnan(tied.p)
+
+
 def test_bootstrap_ci_of_a_constant_difference():
     mean, low, high = paired_bootstrap_ci([1.0, 2.0, 3.0], [0.5, 1.5, 2.5])
     assert mean == low == high == pytest.approx(0.5)
