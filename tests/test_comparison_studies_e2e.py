@@ -37,7 +37,7 @@ def test_comparison_study_runs_on_smoke_with_the_paper_table_layout(tmp_path, st
     runs, reports = tmp_path / "runs", tmp_path / "reports"
     for args in (["run", "--study", study, "--profile", "smoke", "--jobs", "2", "--runs-dir", str(runs), "--no-mlflow"],
                  ["report", study, "--runs-dir", str(runs), "--out", str(reports)]):
-        proc = subprocess.run([BENCH, *args], cwd=REPO, capture_output=True, text=True, timeout=900)
+        proc = subprocess.run([BENCH, *args], cwd=REPO, capture_output=True, text=True, timeout=3600)
         assert proc.returncode == 0, proc.stderr[-3000:]
     labels, metrics = STUDIES[study]
     table = pd.read_csv(reports / study / "table.csv")

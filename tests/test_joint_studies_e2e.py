@@ -32,10 +32,10 @@ def joint_runs(tmp_path_factory):
     runs, reports = root / "runs", root / "reports"
     for study in STUDIES:
         proc = subprocess.run([BENCH, "run", "--study", study, "--profile", "smoke", "--jobs", "2", "--runs-dir", str(runs),
-                               "--no-mlflow"], cwd=REPO, capture_output=True, text=True, timeout=900)
+                               "--no-mlflow"], cwd=REPO, capture_output=True, text=True, timeout=3600)
         assert proc.returncode == 0, (study, proc.stderr[-3000:])
         proc = subprocess.run([BENCH, "report", study, "--runs-dir", str(runs), "--out", str(reports)], cwd=REPO,
-                              capture_output=True, text=True, timeout=300)
+                              capture_output=True, text=True, timeout=1800)
         assert proc.returncode == 0, (study, proc.stderr[-3000:])
     return runs, reports
 

@@ -51,7 +51,7 @@ def test_validation_curves_and_learnability_verdict_through_the_cli(tmp_path):
     runs, reports = tmp_path / "runs", tmp_path / "reports"
     for args in (["run", "--study", "curves", "--jobs", "2", "--runs-dir", str(runs)],
                  ["report", "curves", "--runs-dir", str(runs), "--out", str(reports)]):
-        proc = subprocess.run([BENCH, *args], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+        proc = subprocess.run([BENCH, *args], cwd=tmp_path, capture_output=True, text=True, timeout=3600)
         assert proc.returncode == 0, proc.stderr[-3000:]
     splits = json.loads((runs / "curves" / "splits.json").read_text())
     for arm, column in (("unet3d", "val_dsc_lesion"), ("resnet34", "val_auc")):

@@ -114,7 +114,7 @@ def test_latex_compiles_and_marks_match_directions(report, tmp_path):
     doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
                    f"\\input{{{report.directory / 'table.tex'}}}\n\\end{{document}}\n")
     proc = subprocess.run([engine, "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert (tmp_path / "doc.pdf").stat().st_size > 0
 

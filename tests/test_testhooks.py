@@ -47,6 +47,6 @@ def test_hold_with_a_release_file_goes_on_once_the_file_exists(tmp_path):
             time.sleep(0.05)
         assert proc.poll() is None  # held until released
         release.touch()
-        assert "passed the hold" in proc.communicate(timeout=120)[0] and proc.returncode == 0
+        assert "passed the hold" in proc.communicate(timeout=1800)[0] and proc.returncode == 0
     finally:
         proc.kill()

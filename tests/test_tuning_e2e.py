@@ -46,7 +46,7 @@ def study_file(tmp_path) -> Path:
 
 
 def _bench(*args, check=True, **kwargs) -> subprocess.CompletedProcess:
-    proc = subprocess.run([BENCH, *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=900, **kwargs)
+    proc = subprocess.run([BENCH, *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=3600, **kwargs)
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return proc

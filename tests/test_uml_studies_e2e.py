@@ -40,7 +40,7 @@ def test_the_uml_studies_load_with_their_reference(study):
 def _run(study: str, runs: Path, reports: Path) -> Path:
     for args in (["run", "--study", study, "--profile", "smoke", "--jobs", "2", "--runs-dir", str(runs), "--no-mlflow"],
                  ["report", study, "--runs-dir", str(runs), "--out", str(reports)]):
-        proc = subprocess.run([BENCH, *args], cwd=REPO, capture_output=True, text=True, timeout=900)
+        proc = subprocess.run([BENCH, *args], cwd=REPO, capture_output=True, text=True, timeout=3600)
         assert proc.returncode == 0, proc.stderr[-3000:]
     return reports / study
 
