@@ -289,11 +289,12 @@ def report(study: str | None, all_studies: bool, runs_dir: Path, out: Path) -> N
     Example: bench report smoke
     """
     from bench.report import build_report
+    from bench.store import splits_file
     from bench.study import load_study, study_paths
 
     if all_studies == bool(study):
         raise BenchError("give either a STUDY or --all")
-    names = [s for s in study_paths() if (runs_dir / s / "splits.json").exists()] if all_studies else [study]
+    names = [s for s in study_paths() if splits_file(runs_dir, s).exists()] if all_studies else [study]
     for name in names:
         _warn_corrupt(runs_dir / name)
         result = build_report(load_study(name, check_methods=False), runs_dir, out)

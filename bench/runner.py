@@ -17,7 +17,7 @@ from bench.registry import METHODS
 from bench.search import make_search, tuned_weights
 from bench.spec import PlannedUnit, UnitSpec
 from bench.splits import Splits
-from bench.store import archive_stale, clear_partial, unit_dir, unit_problem, unit_status
+from bench.store import archive_stale, clear_partial, splits_file, unit_dir, unit_problem, unit_status
 from bench.study_types import Study
 
 __all__ = ["plan_units", "PlannedUnit", "Plan", "make_plan"]
@@ -68,7 +68,7 @@ def plan_units(study: Study, profile: Profile, data: PreparedData, splits: Split
                     profile=profile.as_dict(), training=asdict(study.training), noise=study.noise,
                     noise_units=study.noise_units,
                     data_fingerprint=data.fingerprint, split_hash=splits.hash, manifest=str(data.manifest),
-                    cache_dir=str(data.cache_dir), splits_path=str(runs_root / study.name / "splits.json"),
+                    cache_dir=str(data.cache_dir), splits_path=str(splits_file(runs_root, study.name)),
                 )
                 directory = unit_dir(runs_root, study.name, arm.name, fold, seed)
                 units.append(PlannedUnit(spec, directory, unit_status(directory, spec.hash)))
@@ -79,7 +79,7 @@ def make_plan(study: Study, profile: Profile, data: PreparedData, runs_root: Pat
     from bench.splits import load_or_create_splits
 
     study_root = runs_root / study.name
-    splits = load_or_create_splits(study_root / "splits.json", list(data.cases), study.folds, study.split_seed, data.fingerprint)
+    splits = load_or_create_splits(splits_file(runs_root, study.name), list(data.cases), study.folds, study.split_seed, data.fingerprint)
     return Plan(study, profile, data, splits, study_root, plan_units(study, profile, data, splits, runs_root, arms))
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.errors import ConfigError
 from bench.spec import ContentHashed
-from bench.store import read_json
+from bench.store import read_json, splits_file
 
 __all__ = ["Search", "make_search", "tuned_weights", "tune_dir", "SEARCH_FILE", "BEST_FILE", "TRIALS_FILE",
            "IMPORTANCE_FILE", "INNER_FILE"]
@@ -95,7 +95,7 @@ def make_search(study, profile, data, splits, runs_root: Path, *, trials: int | 
         warmup_epochs=tune.warmup_epochs, enqueue_defaults=tune.enqueue_defaults, profile=profile.as_dict(),
         training=dc_asdict(study.training), folds=study.folds, data_fingerprint=data.fingerprint, split_hash=splits.hash,
         manifest=str(data.manifest), cache_dir=str(data.cache_dir),
-        splits_path=str(Path(runs_root) / study.name / "splits.json"),
+        splits_path=str(splits_file(runs_root, study.name)),
     )
 
 

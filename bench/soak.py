@@ -165,10 +165,10 @@ def check_cycle(study: str, runs: Path, tracking: bool = True) -> dict:
     import pandas as pd
 
     from bench.splits import read_splits
-    from bench.store import DONE, FAILED, PER_CASE, SPEC, read_json, unit_problem
+    from bench.store import DONE, FAILED, PER_CASE, SPEC, read_json, splits_file, unit_problem
 
     root = runs / study
-    splits = read_splits(root / "splits.json")
+    splits = read_splits(splits_file(runs, study))
     units = sorted(p for p in root.glob("*/fold_*/seed_*") if p.is_dir())
     mixed, lost, hashes = [], [], []
     for unit in units:

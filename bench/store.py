@@ -23,11 +23,17 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["unit_dir", "write_json_atomic", "read_json", "unit_status", "archive_stale", "clear_partial", "done_units",
-           "corrupt_units", "file_digests", "unit_problem", "DONE", "FAILED", "SPEC", "PER_CASE", "CHECKED_FILES"]
+           "corrupt_units", "file_digests", "unit_problem", "splits_file", "DONE", "FAILED", "SPEC", "PER_CASE", "SPLITS",
+           "CHECKED_FILES"]
 
-DONE, FAILED, SPEC, PER_CASE = "DONE.json", "FAILED.json", "spec.json", "per_case.parquet"
+DONE, FAILED, SPEC, PER_CASE, SPLITS = "DONE.json", "FAILED.json", "spec.json", "per_case.parquet", "splits.json"
 #: The files a finished unit's DONE.json vouches for (size and SHA-256): what reports and MLflow read.
 CHECKED_FILES = (SPEC, PER_CASE)
+
+
+def splits_file(runs_root: Path, study: str) -> Path:
+    """``runs/<study>/splits.json``: the study's outer folds (every unit and search of the study reads it)."""
+    return Path(runs_root) / study / SPLITS
 
 
 def unit_dir(runs_root: Path, study: str, arm: str, fold: int, seed: int) -> Path:

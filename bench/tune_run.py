@@ -18,7 +18,7 @@ from bench.executors import default_threads
 from bench.procs import set_threads, spawn_process
 from bench.search import BEST_FILE, IMPORTANCE_FILE, INNER_FILE, SEARCH_FILE, TRIALS_FILE, Search, make_search, tune_dir
 from bench.splits import inner_splits
-from bench.store import write_json_atomic
+from bench.store import splits_file, write_json_atomic
 from bench.tuning import (
     DEFAULT_GRACE,
     ERROR_ATTR,
@@ -134,7 +134,7 @@ def _prepare(study, profile, runs_root: Path, *, trials: int | None, storage_url
     from bench.splits import load_or_create_splits
 
     data = prepare(study, profile, console)
-    splits = load_or_create_splits(Path(runs_root) / study.name / "splits.json", list(data.cases), study.folds,
+    splits = load_or_create_splits(splits_file(runs_root, study.name), list(data.cases), study.folds,
                                    study.split_seed, data.fingerprint)
     search = make_search(study, profile, data, splits, runs_root, trials=trials)
     directory = tune_dir(runs_root, study.name)
