@@ -86,8 +86,10 @@ def run_study(
             warn=lambda text: console.print(f"[yellow]warning:[/yellow] {text}"),
             catch_up=f"`bench sync {study.name} --runs-dir {runs_root}" + (f" --tracking-uri {uri}`" if tracking_uri else "`"))
         tracker.log_units(u.directory for u in plan.done)  # idempotent: units finished by an earlier invocation
-    status = "FINISHED"
-    try:
+
+    from bench.tracking import Ending
+
+    with Ending(lambda status: tracker.finish(status) if tracker else None) as end:
         if not plan.pending:
             console.print(f"all {len(plan.units)} units are already done with the same spec; nothing to train")
         else:
@@ -104,15 +106,6 @@ def run_study(
 
                 execute(plan.pending, jobs=jobs, threads=threads or default_threads(jobs),
                         on_event=lambda unit, event: bars.event(unit.spec.key, event), on_result=on_result)
-            status = "FAILED" if summary.failed else "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    except BaseException:
-        status = "FAILED"
-        raise
-    finally:
-        if tracker:
-            tracker.finish(status)
+            end.status = "FAILED" if summary.failed else "FINISHED"
     summary.seconds = time.perf_counter() - start
     return summary

@@ -20,7 +20,7 @@ import pandas as pd
 
 from bench.store import DONE, SPEC, read_json
 
-__all__ = ["default_tracking_uri", "Tracker", "SearchTracker", "Guarded", "flatten"]
+__all__ = ["default_tracking_uri", "Tracker", "SearchTracker", "Guarded", "Ending", "flatten"]
 
 log = logging.getLogger(__name__)
 HASH_TAG = "bench.spec_hash"
@@ -292,3 +292,23 @@ class Guarded:
             return self._call(lambda: getattr(self._tracker, name)(*args, **kwargs), name.replace("_", " "))
 
         return call
+
+
+class Ending:
+    """How an invocation ended, handed to ``on_end(status)`` however it ends: FINISHED (or what the body set
+    ``status`` to), KILLED on Ctrl-C / SIGTERM, FAILED on any other error; the error still propagates.
+
+    Example: ``with Ending(lambda status: tracker.finish(status)) as end: ...; end.status = "FAILED"``.
+    """
+
+    def __init__(self, on_end) -> None:
+        self.on_end, self.status = on_end, "FINISHED"
+
+    def __enter__(self) -> Ending:
+        return self
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if kind is not None:
+            self.status = "KILLED" if issubclass(kind, KeyboardInterrupt) else "FAILED"
+        self.on_end(self.status)
+        return False

@@ -19,6 +19,7 @@ from bench.procs import set_threads, spawn_process
 from bench.search import BEST_FILE, IMPORTANCE_FILE, INNER_FILE, SEARCH_FILE, TRIALS_FILE, Search, make_search, tune_dir
 from bench.splits import inner_splits
 from bench.store import splits_file, write_json_atomic
+from bench.tracking import Ending
 from bench.tuning import (
     DEFAULT_GRACE,
     ERROR_ATTR,
@@ -217,8 +218,17 @@ def run_search(study, *, profile_name: str | None, runs_root: Path, jobs: int = 
     _announce(study, profile, p, console)
     done_before = p.finished()
     tracker = _tracker(study, runs_root, tracking_uri, p, console) if use_mlflow else None
-    status = "FINISHED"
-    try:
+    exported: dict[str, Any] = {}
+
+    def on_end(status: str) -> None:  # the results and the mirror are written however the search ends
+        exported["record"] = record = export_results(p.search, p.storage, p.directory)
+        if tracker:
+            _mirror(tracker, p.search, p.storage)
+            tracker.tag_best({int(k): v["best_trial"] for k, v in record["folds"].items() if "best_trial" in v})
+            tracker.log_best(record)
+            tracker.finish(status)
+
+    with Ending(on_end):
         with TrialProgress(console, p.search.folds * p.search.trials, done_before, f"{study.name}: trials") as bars:
             def refresh() -> None:
                 bars.update(p.finished(), _best_text(p.search, p.studies))
@@ -227,20 +237,7 @@ def run_search(study, *, profile_name: str | None, runs_root: Path, jobs: int = 
             _run_workers(p, jobs=jobs, threads=threads or default_threads(jobs), grace=grace, refresh=refresh,
                          on_epoch=bars.epoch)
             refresh()
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    except BaseException:
-        status = "FAILED"
-        raise
-    finally:
-        record = export_results(p.search, p.storage, p.directory)
-        if tracker:
-            _mirror(tracker, p.search, p.storage)
-            tracker.tag_best({int(k): v["best_trial"] for k, v in record["folds"].items() if "best_trial" in v})
-            tracker.log_best(record)
-            tracker.finish(status)
-    return SearchSummary(p.search, record, p.finished() - done_before, time.perf_counter() - start, p.directory)
+    return SearchSummary(p.search, exported["record"], p.finished() - done_before, time.perf_counter() - start, p.directory)
 
 
 def _best_text(search: Search, studies) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
+
+from conftest import wait_for
 
 from bench.testhooks import HOLD_ENV, MARKER_ENV, hold
 
@@ -25,9 +26,7 @@ def test_hold_writes_its_marker_and_blocks_until_killed(tmp_path):
     code = "from bench.testhooks import hold; hold('here'); print('passed the hold')"
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
     try:
-        while not marker.exists():
-            assert proc.poll() is None, "the process ended instead of holding"
-            time.sleep(0.05)
+        wait_for(marker.exists, proc)
         assert marker.read_text() == str(proc.pid) and proc.poll() is None
     finally:
         proc.kill()
@@ -42,9 +41,7 @@ def test_hold_with_a_release_file_goes_on_once_the_file_exists(tmp_path):
     code = "from bench.testhooks import hold; hold('here'); print('passed the hold')"
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
     try:
-        while not marker.exists():
-            assert proc.poll() is None, "the process ended instead of holding"
-            time.sleep(0.05)
+        wait_for(marker.exists, proc)
         assert proc.poll() is None  # held until released
         release.touch()
         assert "passed the hold" in proc.communicate(timeout=1800)[0] and proc.returncode == 0

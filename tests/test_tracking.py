@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import pytest
 
-from bench.tracking import Guarded
+from bench.tracking import Ending, Guarded
 
 
 class _Tracker:
@@ -51,3 +53,17 @@ def test_ctrl_c_inside_a_tracker_call_is_not_swallowed():
     guarded = Guarded(Interrupted, warn=lambda text: None, catch_up="x")
     with pytest.raises(KeyboardInterrupt):
         guarded.log_unit("a")
+
+
+@pytest.mark.parametrize("error, expected", [(None, "FINISHED"), (KeyboardInterrupt, "KILLED"), (RuntimeError, "FAILED")])
+def test_ending_hands_over_how_the_invocation_ended_and_lets_errors_through(error, expected):
+    ended = []
+    with pytest.raises(error) if error else nullcontext():
+        with Ending(ended.append):
+            if error:
+                raise error
+    assert ended == [expected]
+    with Ending(ended.append) as end:
+        end.status = "FAILED"  # a body may say so itself (units failed, nothing raised)
+    assert ended[-1] == "FAILED"
+
