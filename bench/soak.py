@@ -44,7 +44,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["soak", "SoakResult", "MODES", "check_cycle", "check_tune_cycle", "descendants", "TUNE_STUDY"]
+__all__ = ["soak", "SoakResult", "MODES", "check_cycle", "check_tune_cycle", "descendants", "alive", "TUNE_STUDY"]
 
 MODES = ("SIGKILL group", "SIGKILL parent", "SIGTERM parent", "SIGINT group")
 #: How long the workers of a dead parent may take to go (their watchdog polls every 0.5 s).
@@ -111,7 +111,7 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
@@ -154,7 +154,7 @@ def _wait_gone(pids: set[int], grace: float) -> set[int]:
     """The pids still alive after ``grace`` seconds (a failure bound, not a pace: returns as soon as all are gone)."""
     deadline = time.monotonic() + grace
     while True:
-        alive = {p for p in pids if _alive(p)}
+        alive = {p for p in pids if alive(p)}
         if not alive or time.monotonic() > deadline:
             return alive
         time.sleep(0.1)

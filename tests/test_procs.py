@@ -11,7 +11,7 @@ import time
 from conftest import REPO
 
 from bench.procs import run_isolated, spawn_pool
-from bench.soak import descendants
+from bench.soak import alive, descendants
 
 PARENT = """
 import sys, time
@@ -32,13 +32,6 @@ if __name__ == "__main__":
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_workers_of_a_sigkilled_parent_stop_on_their_own(tmp_path):
     script = tmp_path / "parent.py"
     script.write_text(PARENT)
@@ -54,7 +47,7 @@ def test_workers_of_a_sigkilled_parent_stop_on_their_own(tmp_path):
         os.kill(parent.pid, signal.SIGKILL)  # the parent alone: no chance to stop its workers
         parent.wait()
         deadline = time.monotonic() + 300  # a bound for reporting a failure, not a pace: they notice in 0.5 s
-        while any(_alive(pid) for pid in workers):
+        while any(alive(pid) for pid in workers):
             assert time.monotonic() < deadline, f"orphan workers {workers} still running 300 s after their parent died"
             time.sleep(0.1)
     finally:
