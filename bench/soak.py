@@ -44,7 +44,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["soak", "SoakResult", "MODES", "check_cycle", "check_tune_cycle", "descendants", "alive", "TUNE_STUDY"]
+__all__ = ["soak", "SoakResult", "MODES", "check_cycle", "check_tune_cycle", "descendants", "alive", "wait_gone", "TUNE_STUDY"]
 
 MODES = ("SIGKILL group", "SIGKILL parent", "SIGTERM parent", "SIGINT group")
 #: How long the workers of a dead parent may take to go (their watchdog polls every 0.5 s).
@@ -150,13 +150,13 @@ def _kill(proc: subprocess.Popen, mode: str) -> None:
         pass
 
 
-def _wait_gone(pids: set[int], grace: float) -> set[int]:
+def wait_gone(pids: set[int], grace: float) -> set[int]:
     """The pids still alive after ``grace`` seconds (a failure bound, not a pace: returns as soon as all are gone)."""
     deadline = time.monotonic() + grace
     while True:
-        alive = {p for p in pids if alive(p)}
-        if not alive or time.monotonic() > deadline:
-            return alive
+        living = {p for p in pids if alive(p)}
+        if not living or time.monotonic() > deadline:
+            return living
         time.sleep(0.1)
 
 
@@ -287,7 +287,7 @@ def soak(*, kills: int, out: Path, study: str = "smoke", profile: str = "smoke",
             code = proc.wait()
             if code == 0:  # the signal landed as the run was exiting after its last unit: not a kill
                 break
-            orphans = _wait_gone(family, ORPHAN_GRACE_S)
+            orphans = wait_gone(family, ORPHAN_GRACE_S)
             for pid in orphans:  # report them, then clean up so the next invocation is not disturbed
                 try:
                     os.kill(pid, signal.SIGKILL)

@@ -11,7 +11,7 @@ import time
 from conftest import REPO
 
 from bench.procs import run_isolated, spawn_pool
-from bench.soak import alive, descendants
+from bench.soak import descendants, wait_gone
 
 PARENT = """
 import sys, time
@@ -46,10 +46,8 @@ def test_workers_of_a_sigkilled_parent_stop_on_their_own(tmp_path):
         assert workers <= descendants(parent.pid)
         os.kill(parent.pid, signal.SIGKILL)  # the parent alone: no chance to stop its workers
         parent.wait()
-        deadline = time.monotonic() + 300  # a bound for reporting a failure, not a pace: they notice in 0.5 s
-        while any(alive(pid) for pid in workers):
-            assert time.monotonic() < deadline, f"orphan workers {workers} still running 300 s after their parent died"
-            time.sleep(0.1)
+        orphans = wait_gone(workers, 300)  # a bound for reporting a failure, not a pace: they notice in 0.5 s
+        assert not orphans, f"orphan workers {orphans} still running 300 s after their parent died"
     finally:
         if parent.poll() is None:
             os.killpg(parent.pid, signal.SIGKILL)
