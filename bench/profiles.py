@@ -106,6 +106,16 @@ class Profile:
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Profile:
+        """The profile a unit's or search's spec recorded (:meth:`as_dict`); fields added since take their defaults."""
+        return cls(**data)
+
+    def recipe(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`bench.loop.train` this profile sets (a unit and a trial train alike)."""
+        return {"epochs": self.epochs, "lr": self.lr, "schedule": self.schedule, "warmup": self.warmup,
+                "decay": self.decay, "precision": self.precision}
+
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", size=32, n_ms=10, n_nmosd=10, epochs=2, batch=2, width=0.25, lr=3e-3,

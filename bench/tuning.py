@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError, ConfigError
+from bench.profiles import Profile
 from bench.search import (
     Search,
     make_search,
@@ -236,21 +237,23 @@ def run_trial(search: Search, fold: int, trial, data_cache: dict, on_epoch: Call
     weights = search.weights(params)
     trial.set_user_attr("weights", weights)
     data = _fold_data(search, fold, data_cache)
-    training, epochs, device = Training(**search.training), int(search.profile["epochs"]), default_device()
+    profile, training, device = Profile.from_dict(search.profile), Training(**search.training), default_device()
+    epochs = profile.epochs
     finals: list[float] = []
     inner_metrics: list[dict[str, float]] = []
     start = time.perf_counter()
     for j in range(search.inner_folds):
         itrain, ival = data.inner.train_test(j, data.outer_train)
-        model, loss_fn, loader = training_setup(search.method, search.model_args, weights, search.profile, training,
-                                                itrain, Path(search.cache_dir), 1000 * fold + j, device)
+        model, loss_fn, loader = training_setup(search.method, model_args=search.model_args, weights=weights, profile=profile,
+                                                training=training, train_cases=itrain, cache=Path(search.cache_dir),
+                                                seed=1000 * fold + j, device=device)
         val_volumes = [data.volumes[c.scan_id] for c in ival]
         current: dict[str, Any] = {}
 
         def validate(row: dict[str, Any], j=j, ival=ival, val_volumes=val_volumes, model=model, loss_fn=loss_fn,
                      current=current) -> None:
             result = evaluate(model, loss_fn, ival, val_volumes, sigmas=(0.0,), device=device,
-                              precision=search.profile.get("precision", "fp32"))
+                              precision=profile.precision)
             value, metrics = objective_value(result.rows, search.objective)
             current.update(value=value, metrics=metrics)
             estimate = (sum(finals) + value) / (j + 1)
@@ -266,11 +269,8 @@ def run_trial(search: Search, fold: int, trial, data_cache: dict, on_epoch: Call
             model.train()
 
         try:
-            train(model, loss_fn, loader, task=get_task(search.kind), method=search.method, epochs=epochs,
-                  lr=search.profile["lr"], training=training, device=device,
-                  schedule=search.profile.get("schedule", "plateau"), warmup=search.profile.get("warmup", 0.0),
-                  decay=search.profile.get("decay", 1.0), precision=search.profile.get("precision", "fp32"),
-                  on_epoch=validate)
+            train(model, loss_fn, loader, task=get_task(search.kind), method=search.method, training=training,
+                  device=device, on_epoch=validate, **profile.recipe())
         except TrainingDiverged as exc:
             raise TrialFailed(f"inner fold {j + 1}: {exc}") from None
         finals.append(current["value"])

@@ -10,15 +10,22 @@ from __future__ import annotations
 import random
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bench.profiles import Profile
 from bench.spec import UnitSpec, code_version
 from bench.store import DONE, FAILED, SPEC, file_digests, write_json_atomic
+from bench.study_types import Training
 from bench.testhooks import hold
+
+if TYPE_CHECKING:
+    import torch
+
+    from bench.data.manifest import Case
 
 __all__ = ["run_unit", "Event", "training_setup", "validation_metrics", "VALIDATION_METRICS"]
 
@@ -43,10 +50,12 @@ def default_device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def training_setup(method_name: str, model_args, weights, profile, training, train_cases, cache: Path, seed: int, device):
+def training_setup(method_name: str, *, model_args: Mapping[str, Any], weights: Mapping[str, float], profile: Profile,
+                   training: Training, train_cases: Sequence[Case], cache: Path, seed: int, device: torch.device):
     """Seed everything with ``seed``, then build the network, its loss and the shuffled training loader.
 
-    Shared by a unit and by a tuning trial (:mod:`bench.tuning`), so both train exactly alike.
+    Shared by a unit and by a tuning trial (:mod:`bench.tuning`), so both train exactly alike; returns
+    ``(model, loss_fn, loader)``.
     """
     import torch
     from torch.utils.data import DataLoader
@@ -62,10 +71,10 @@ def training_setup(method_name: str, model_args, weights, profile, training, tra
                               flip_prob=training.flip_prob, rotate_prob=training.rotate_prob,
                               rotate_degrees=training.rotate_degrees, seed=seed)
     generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(train_set, batch_size=profile["batch"], shuffle=True, drop_last=len(train_set) > profile["batch"],
-                        num_workers=profile["workers"], generator=generator, pin_memory=device.type == "cuda",
-                        persistent_workers=profile["workers"] > 0)
-    model = place_model(method.build(in_channels=1, num_classes=2, spatial_size=profile["size"], width=profile["width"],
+    loader = DataLoader(train_set, batch_size=profile.batch, shuffle=True, drop_last=len(train_set) > profile.batch,
+                        num_workers=profile.workers, generator=generator, pin_memory=device.type == "cuda",
+                        persistent_workers=profile.workers > 0)
+    model = place_model(method.build(in_channels=1, num_classes=2, spatial_size=profile.size, width=profile.width,
                                      **model_args), device)
     return model, method.make_loss(weights).to(device), loader
 
@@ -92,12 +101,11 @@ def _train_and_evaluate(spec: UnitSpec, directory: Path, emit: Event) -> dict[st
     from bench.evaluate import evaluate
     from bench.loop import train
     from bench.splits import inner_splits, read_splits
-    from bench.study_types import Training
     from bench.tasks import get_task
 
     set_track_meta(False)
     task = get_task(spec.kind)
-    profile, training = spec.profile, Training(**spec.training)
+    profile, training = Profile.from_dict(spec.profile), Training(**spec.training)
     cases = read_manifest(Path(spec.manifest))
     splits = read_splits(Path(spec.splits_path))
     if splits.hash != spec.split_hash:
@@ -109,9 +117,10 @@ def _train_and_evaluate(spec: UnitSpec, directory: Path, emit: Event) -> dict[st
         train_cases, val_cases = inner.train_test(0, train_cases)
     cache = Path(spec.cache_dir)
     device = default_device()
-    precision = profile.get("precision", "fp32")
-    model, loss_fn, loader = training_setup(spec.method, spec.model_args, spec.weights, profile, training, train_cases,
-                                            cache, spec.seed * 1000 + spec.fold, device)
+    precision = profile.precision
+    model, loss_fn, loader = training_setup(spec.method, model_args=spec.model_args, weights=spec.weights, profile=profile,
+                                            training=training, train_cases=train_cases, cache=cache,
+                                            seed=spec.seed * 1000 + spec.fold, device=device)
     n_params = sum(p.numel() for p in model.parameters())
     history_rows: list[dict[str, Any]] = []
     val_volumes = load_volumes(cache, val_cases) if val_cases else []
@@ -125,9 +134,8 @@ def _train_and_evaluate(spec: UnitSpec, directory: Path, emit: Event) -> dict[st
         emit({"type": "epoch", "epoch": row["epoch"], "loss": row["loss"]})
 
     start = time.perf_counter()
-    train(model, loss_fn, loader, task=task, method=spec.method, epochs=profile["epochs"], lr=profile["lr"],
-          training=training, device=device, schedule=profile.get("schedule", "plateau"),
-          warmup=profile.get("warmup", 0.0), decay=profile.get("decay", 1.0), precision=precision, on_epoch=on_epoch)
+    train(model, loss_fn, loader, task=task, method=spec.method, training=training, device=device, on_epoch=on_epoch,
+          **profile.recipe())
     train_seconds = time.perf_counter() - start
     emit({"type": "evaluate", "cases": len(test_cases)})
     start = time.perf_counter()
@@ -142,7 +150,7 @@ def _train_and_evaluate(spec: UnitSpec, directory: Path, emit: Event) -> dict[st
     frame.insert(4, "seed", spec.seed)
     frame["spec_hash"], frame["split_hash"], frame["code_version"] = spec.hash, spec.split_hash, code_version()
     frame.to_parquet(directory / "per_case.parquet", index=False)
-    np.savez_compressed(directory / "predictions.npz", shape=np.asarray([profile["size"]] * 3), **result.masks)
+    np.savez_compressed(directory / "predictions.npz", shape=np.asarray([profile.size] * 3), **result.masks)
     if result.maps:
         np.savez_compressed(directory / "cams.npz", **result.maps)
     if result.uncertainty:
@@ -150,7 +158,7 @@ def _train_and_evaluate(spec: UnitSpec, directory: Path, emit: Event) -> dict[st
     if training.checkpoint:
         torch.save(model.state_dict(), directory / "model.pt")
     return {"params": n_params, "train_seconds": train_seconds, "eval_seconds": eval_seconds,
-            "epochs": profile["epochs"], "device": str(device), "test_cases": len(test_cases),
+            "epochs": profile.epochs, "device": str(device), "test_cases": len(test_cases),
             "train_cases": len(train_cases), "validation_cases": len(val_cases)}
 
 

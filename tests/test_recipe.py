@@ -261,3 +261,16 @@ def test_unet3d_uses_the_papers_batch_norm_with_instance_norm_one_flag_away():
     assert norms(spec.build(in_channels=1, num_classes=2, spatial_size=32, width=0.25, norm="instance")) == {"InstanceNorm3d"}
     with pytest.raises(ConfigError, match="norm"):
         spec.build(in_channels=1, num_classes=2, spatial_size=32, width=0.25, norm="layer")
+
+
+def test_a_recorded_profile_reads_back_and_sets_every_recipe_argument_of_train():
+    import inspect
+
+    cpu = PROFILES["cpu"]
+    older = {k: v for k, v in cpu.as_dict().items() if k not in ("precision", "decay")}  # a spec from before them
+    assert Profile.from_dict(older) == cpu
+    assert Profile.from_dict(PROFILES["paper"].as_dict()) == PROFILES["paper"]
+    recipe = PROFILES["smoke"].recipe()
+    assert recipe == {"epochs": 2, "lr": 3e-3, "schedule": "cosine", "warmup": 0.1, "decay": 1.0, "precision": "fp32"}
+    keyword_only = {name for name, p in inspect.signature(train).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    assert set(recipe) <= keyword_only
