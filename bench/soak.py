@@ -44,7 +44,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["soak", "SoakResult", "MODES", "check_cycle", "check_tune_cycle", "descendants", "alive", "wait_gone", "TUNE_STUDY"]
+__all__ = ["soak", "SoakResult", "MODES", "check_cycle", "check_tune_cycle", "descendants", "alive", "wait_gone",
+           "TUNE_STUDY", "tune_study"]
 
 MODES = ("SIGKILL group", "SIGKILL parent", "SIGTERM parent", "SIGINT group")
 #: How long the workers of a dead parent may take to go (their watchdog polls every 0.5 s).
@@ -52,7 +53,7 @@ ORPHAN_GRACE_S = 60.0
 #: The search the tuning soak kills: two outer folds × TUNE_TRIALS trials of the joint model's weights.
 TUNE_TRIALS = 4
 TUNE_STUDY = """include: {base}
-title: Kill soak of a loss-weight search
+title: A small loss-weight search (kill soak, tuning tests)
 folds: 2
 metrics: [dsc, auc]
 reference: fixed
@@ -68,6 +69,11 @@ arms:
   fixed: {{method: joint_model, label: fixed}}
   tuned: {{method: joint_model, label: tuned, weights: tuned}}
 """
+
+
+def tune_study(trials: int) -> str:
+    """:data:`TUNE_STUDY` with ``trials`` trials per outer fold, as a study file's text."""
+    return TUNE_STUDY.format(base=Path(__file__).resolve().parent.parent / "studies" / "_base.yaml", trials=trials)
 
 
 @dataclass
@@ -246,8 +252,7 @@ def soak(*, kills: int, out: Path, study: str = "smoke", profile: str = "smoke",
     out.mkdir(parents=True, exist_ok=True)
     if tune:
         study_file = out / "soak_tune.yaml"
-        study_file.write_text(TUNE_STUDY.format(base=Path(__file__).resolve().parent.parent / "studies" / "_base.yaml",
-                                                trials=TUNE_TRIALS))
+        study_file.write_text(tune_study(TUNE_TRIALS))
         study, command = "soak_tune", ["tune", "--study", str(study_file), "--grace-period", "2"]
     else:
         command = ["run", "--study", study]

@@ -17,25 +17,11 @@ import pandas as pd
 import pytest
 from conftest import REPO, held_env, wait_for
 
+from bench.soak import tune_study
+
 BENCH = str(Path(sys.executable).with_name("bench"))
 TRIALS = 3
-STUDY = f"""include: {REPO / 'studies' / '_base.yaml'}
-title: Tuning smoke test
-folds: 2
-metrics: [dsc, acc, auc]
-reference: fixed
-tune:
-  arm: tuned
-  weights: {{cls: [0.1, 10], cross: [0.1, 10]}}
-  objective: [dsc, auc]
-  trials: {TRIALS}
-  inner_folds: 2
-  startup_trials: 1
-  warmup_epochs: 1
-arms:
-  fixed: {{method: joint_model, label: fixed}}
-  tuned: {{method: joint_model, label: tuned, weights: tuned}}
-"""
+STUDY = tune_study(TRIALS)  # two outer folds, the joint model fixed and tuned (bench.soak.TUNE_STUDY)
 
 
 @pytest.fixture
