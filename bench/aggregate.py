@@ -63,8 +63,8 @@ def fold_metrics(per_case: pd.DataFrame) -> pd.DataFrame:
 
 
 def pooled_metrics(per_case: pd.DataFrame) -> pd.DataFrame:
-    """One row per (arm, σ, seed) over all out-of-fold predictions."""
-    keys = [k for k in ("study", "arm", "method", "seed", "sigma") if k in per_case]
+    """One row per (arm, σ, seed[, repeat of repeated cross-validation]) over all out-of-fold predictions."""
+    keys = [k for k in ("study", "arm", "method", "seed", "repeat", "sigma") if k in per_case]
     rows = [{**dict(zip(keys, key)), **case_metrics(group)} for key, group in per_case.groupby(keys, sort=True)]
     return pd.DataFrame(rows)
 

@@ -43,6 +43,12 @@ class Plan:
         return [u for u in self.units if u.status == "done"]
 
 
+def _extra(arm, tuned_extra: dict) -> dict:
+    """A unit spec's ``extra``: the search that tuned the arm's weights, and the arm's ``seed_offset`` (kept out
+    of the spec when 0, so that units planned before it existed keep their hashes)."""
+    return {**(tuned_extra if arm.tuned else {}), **({"seed_offset": arm.seed_offset} if arm.seed_offset else {})}
+
+
 def plan_units(study: Study, profile: Profile, data: PreparedData, splits: Splits, runs_root: Path,
                arms: Sequence[str] | None = None) -> list[PlannedUnit]:
     """Every (arm, fold, seed) of the study as a resolved spec with its on-disk status.
@@ -60,11 +66,11 @@ def plan_units(study: Study, profile: Profile, data: PreparedData, splits: Split
         method = METHODS.get(arm.method)
         weights = dict(method.weights) | dict(arm.weights)
         for seed in study.seeds:
-            for fold in range(study.folds):
+            for fold in range(study.folds * study.repeats):
                 spec = UnitSpec(
                     study=study.name, arm=arm.name, label=arm.label, method=arm.method, kind=method.task_kind(arm.model_args),
                     model_args=dict(arm.model_args), weights=weights | tuned[fold] if arm.tuned else weights,
-                    extra=extra if arm.tuned else {}, fold=fold, seed=seed,
+                    extra=_extra(arm, extra), fold=fold, seed=seed,
                     profile=profile.as_dict(), training=asdict(study.training), noise=study.noise,
                     noise_units=study.noise_units,
                     data_fingerprint=data.fingerprint, split_hash=splits.hash, manifest=str(data.manifest),
@@ -79,7 +85,8 @@ def make_plan(study: Study, profile: Profile, data: PreparedData, runs_root: Pat
     from bench.splits import load_or_create_splits
 
     study_root = runs_root / study.name
-    splits = load_or_create_splits(splits_file(runs_root, study.name), list(data.cases), study.folds, study.split_seed, data.fingerprint)
+    splits = load_or_create_splits(splits_file(runs_root, study.name), list(data.cases), study.folds, study.split_seed,
+                                   data.fingerprint, study.repeats)
     return Plan(study, profile, data, splits, study_root, plan_units(study, profile, data, splits, runs_root, arms))
 
 

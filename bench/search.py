@@ -93,7 +93,7 @@ def make_search(study, profile, data, splits, runs_root: Path, *, trials: int | 
         objective=tune.objective, direction=tune.direction, trials=trials or tune.trials, inner_folds=tune.inner_folds,
         pruner=tune.pruner, sampler_seed=tune.sampler_seed, startup_trials=tune.startup_trials,
         warmup_epochs=tune.warmup_epochs, enqueue_defaults=tune.enqueue_defaults, profile=profile.as_dict(),
-        training=dc_asdict(study.training), folds=study.folds, data_fingerprint=data.fingerprint, split_hash=splits.hash,
+        training=dc_asdict(study.training), folds=splits.count, data_fingerprint=data.fingerprint, split_hash=splits.hash,
         manifest=str(data.manifest), cache_dir=str(data.cache_dir),
         splits_path=str(splits_file(runs_root, study.name)),
     )

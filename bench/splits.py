@@ -1,6 +1,7 @@
 """Cross-validation folds: grouped by patient, stratified by label, seeded, written once per study.
 
-``runs/<study>/splits.json`` holds the folds and their hash; every arm of the study reads the same
+``runs/<study>/splits.json`` holds the folds and their hash (with ``repeats: r``, r partitions of k folds
+each, fold index ``repeat * k + fold``, every repeat drawn with its own seed); every arm of the study reads the same
 file, and the hash goes on every per-case row so that reports refuse to compare rows from
 different splits. A fold that would put one patient on both sides is refused (:class:`LeakageError`).
 """
@@ -22,23 +23,35 @@ __all__ = ["Splits", "make_splits", "check_no_leakage", "read_splits", "load_or_
 
 @dataclass(frozen=True)
 class Splits:
-    """``test[k]`` = scan ids of fold k's test set; the training set is every other scan."""
+    """``test[j]`` = scan ids of fold j's test set; the training set is every other scan.
+
+    With ``repeats`` r > 1 there are ``folds × r`` test sets: fold j belongs to repeat ``j // folds``, and each
+    repeat's k test sets partition the scans.
+    """
 
     folds: int
     seed: int
     data_fingerprint: str
     test: tuple[tuple[str, ...], ...]
+    repeats: int = 1
+
+    @property
+    def count(self) -> int:
+        """How many train/test splits: folds × repeats."""
+        return self.folds * self.repeats
 
     @property
     def hash(self) -> str:
-        payload = json.dumps({"folds": self.folds, "seed": self.seed, "data": self.data_fingerprint,
-                              "test": [list(t) for t in self.test]}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        content = {"folds": self.folds, "seed": self.seed, "data": self.data_fingerprint,
+                   "test": [list(t) for t in self.test]}
+        if self.repeats > 1:  # one repeat hashes as before repeats existed
+            content["repeats"] = self.repeats
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
     def train_test(self, fold: int, cases: list[Case]) -> tuple[list[Case], list[Case]]:
         """The training and test cases of ``fold``, in manifest order."""
-        if not 0 <= fold < self.folds:
-            raise ConfigError(f"fold {fold} out of range 0..{self.folds - 1}")
+        if not 0 <= fold < self.count:
+            raise ConfigError(f"fold {fold} out of range 0..{self.count - 1}")
         test_ids = set(self.test[fold])
         train = [c for c in cases if c.scan_id not in test_ids]
         test = [c for c in cases if c.scan_id in test_ids]
@@ -46,8 +59,8 @@ class Splits:
         return train, test
 
     def to_json(self) -> dict:
-        return {"folds": self.folds, "seed": self.seed, "data_fingerprint": self.data_fingerprint,
-                "hash": self.hash, "test": [list(t) for t in self.test]}
+        return {"folds": self.folds, "repeats": self.repeats, "seed": self.seed,
+                "data_fingerprint": self.data_fingerprint, "hash": self.hash, "test": [list(t) for t in self.test]}
 
 
 def check_no_leakage(train: list[Case], test: list[Case], fold: int) -> None:
@@ -57,11 +70,24 @@ def check_no_leakage(train: list[Case], test: list[Case], fold: int) -> None:
         raise LeakageError(f"fold {fold}: patient(s) {', '.join(shared[:5])} appear in both training and test sets")
 
 
-def make_splits(cases: list[Case], folds: int, seed: int, data_fingerprint: str) -> Splits:
-    """Stratified (by label) group (by patient) k-fold with sklearn's StratifiedGroupKFold.
+def _repeat_seed(seed: int, repeat: int) -> int:
+    """Repeat 0 uses the study's ``split_seed`` itself; later repeats a seed derived from (seed, repeat)."""
+    return seed if repeat == 0 else int(np.random.SeedSequence([seed, repeat]).generate_state(1)[0] % 2**31)
+
+
+def make_splits(cases: list[Case], folds: int, seed: int, data_fingerprint: str, repeats: int = 1) -> Splits:
+    """Stratified (by label) group (by patient) k-fold with sklearn's StratifiedGroupKFold, ``repeats`` times.
 
     Unlabelled datasets (segmentation only) are grouped but not stratified.
     """
+    test = tuple(t for r in range(repeats) for t in _partition(cases, folds, _repeat_seed(seed, r)))
+    splits = Splits(folds, seed, data_fingerprint, test, repeats)
+    for k in range(splits.count):
+        splits.train_test(k, cases)
+    return splits
+
+
+def _partition(cases: list[Case], folds: int, seed: int) -> tuple[tuple[str, ...], ...]:
     from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
     patients = sorted({c.patient_id for c in cases})
@@ -79,18 +105,15 @@ def make_splits(cases: list[Case], folds: int, seed: int, data_fingerprint: str)
     else:
         splitter = GroupKFold(n_splits=folds, shuffle=True, random_state=seed)
         parts = splitter.split(index, groups=groups)
-    test = tuple(tuple(sorted(cases[i].scan_id for i in test_idx)) for _, test_idx in parts)
-    splits = Splits(folds, seed, data_fingerprint, test)
-    for k in range(folds):
-        splits.train_test(k, cases)
-    return splits
+    return tuple(tuple(sorted(cases[i].scan_id for i in test_idx)) for _, test_idx in parts)
 
 
 def read_splits(path: Path) -> Splits:
     """Read ``splits.json``, refusing a file whose content no longer matches its hash."""
     try:
         stored = json.loads(Path(path).read_text())
-        splits = Splits(stored["folds"], stored["seed"], stored["data_fingerprint"], tuple(tuple(t) for t in stored["test"]))
+        splits = Splits(stored["folds"], stored["seed"], stored["data_fingerprint"], tuple(tuple(t) for t in stored["test"]),
+                        int(stored.get("repeats", 1)))
     except (OSError, ValueError, KeyError) as exc:
         raise DataError(f"{path}: cannot read the splits ({exc})") from None
     if stored.get("hash") != splits.hash:
@@ -98,22 +121,25 @@ def read_splits(path: Path) -> Splits:
     return splits
 
 
-def load_or_create_splits(path: Path, cases: list[Case], folds: int, seed: int, data_fingerprint: str) -> Splits:
-    """Read ``splits.json`` if it matches this dataset and fold count, else create it; never silently replace it."""
+def load_or_create_splits(path: Path, cases: list[Case], folds: int, seed: int, data_fingerprint: str,
+                          repeats: int = 1) -> Splits:
+    """Read ``splits.json`` if it matches this dataset, fold count and repeats, else create it; never silently
+    replace it."""
     if path.exists():
         splits = read_splits(path)
-        if (splits.folds, splits.seed, splits.data_fingerprint) != (folds, seed, data_fingerprint):
+        if (splits.folds, splits.repeats, splits.seed, splits.data_fingerprint) != (folds, repeats, seed, data_fingerprint):
             raise DataError(
-                f"{path}: made for {splits.folds} folds, seed {splits.seed}, data {splits.data_fingerprint}, but this run "
-                f"has {folds} folds, seed {seed}, data {data_fingerprint}; move the study's run folder away or use --runs-dir"
+                f"{path}: made for {splits.folds} folds × {splits.repeats} repeat(s), seed {splits.seed}, data "
+                f"{splits.data_fingerprint}, but this run has {folds} folds × {repeats} repeat(s), seed {seed}, data "
+                f"{data_fingerprint}; move the study's run folder away or use --runs-dir"
             )
         ids = {c.scan_id for c in cases}
         if {s for t in splits.test for s in t} != ids:
             raise DataError(f"{path}: its scans differ from the dataset's")
-        for k in range(splits.folds):
+        for k in range(splits.count):
             splits.train_test(k, cases)
         return splits
-    splits = make_splits(cases, folds, seed, data_fingerprint)
+    splits = make_splits(cases, folds, seed, data_fingerprint, repeats)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(splits.to_json(), indent=1))

@@ -3,8 +3,8 @@
 | question | function |
 |---|---|
 | two methods, per-case segmentation metric | :func:`wilcoxon_paired` + :func:`paired_bootstrap_ci` |
-| two classifiers, AUC | :func:`delong_test` (correlated ROC curves; DeLong et al. 1988, fast form of Sun & Xu 2014) |
-| two classifiers, accuracy | :func:`mcnemar_exact` (statsmodels) |
+| two classifiers, AUC | :func:`delong_test` (DeLong et al. 1988, fast form of Sun & Xu 2014; by patient: Obuchowski 1997) |
+| two classifiers, accuracy | :func:`mcnemar_exact` (statsmodels); :func:`clustered_mcnemar` (patients) |
 | per-fold summaries, k folds × r repeats | :func:`corrected_ttest` (Nadeau & Bengio 2003) |
 | three or more methods | :func:`friedman` + pairwise Wilcoxon with Holm; :func:`nemenyi_cd` |
 | many comparisons | :func:`adjust` (Holm or Benjamini–Hochberg through statsmodels) |
@@ -22,6 +22,7 @@ from scipy import stats as sps
 from bench.errors import BenchError
 
 __all__ = ["TestResult", "require_same_split", "wilcoxon_paired", "paired_bootstrap_ci", "delong_test", "mcnemar_exact",
+           "clustered_mcnemar", "sign_flip_p",
            "corrected_ttest", "friedman", "adjust", "nemenyi_cd", "average_ranks", "cluster_bootstrap_auc"]
 
 
@@ -103,8 +104,24 @@ def wilcoxon_paired(a, b, *, n_boot: int = 2000, seed: int = 0) -> TestResult:
     return TestResult("Wilcoxon signed-rank", float(res.statistic), float(res.pvalue), effect, low, high, len(a))
 
 
-def _delong_components(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """AUCs [k] and their covariance [k, k] for k score vectors on the same cases (fast DeLong)."""
+def _cluster_sums(values: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cluster sums of ``values`` [k, n] along cases, and each cluster's case count (singletons if no groups)."""
+    if groups is None:
+        return values, np.ones(values.shape[1])
+    ids, inverse = np.unique(groups, return_inverse=True)
+    sums = np.zeros((values.shape[0], len(ids)))
+    for row in range(values.shape[0]):
+        sums[row] = np.bincount(inverse, weights=values[row], minlength=len(ids))
+    return sums, np.bincount(inverse, minlength=len(ids)).astype(float)
+
+
+def _delong_components(y: np.ndarray, scores: np.ndarray, clusters: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """AUCs [k] and their covariance [k, k] for k score vectors on the same cases (fast DeLong).
+
+    With ``clusters`` (a patient id per case) the covariance is Obuchowski's (1997) clustered estimator: the
+    structural components are summed per cluster, so the scans of a longitudinal patient count as one
+    correlated unit. With one case per cluster it is exactly DeLong's.
+    """
     pos, neg = scores[:, y == 1], scores[:, y == 0]
     m, n = pos.shape[1], neg.shape[1]
     if m < 2 or n < 2:
@@ -114,35 +131,59 @@ def _delong_components(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, n
     ty = np.apply_along_axis(sps.rankdata, 1, neg)
     tz = np.apply_along_axis(sps.rankdata, 1, allv)
     aucs = tz[:, :m].sum(axis=1) / (m * n) - (m + 1.0) / (2.0 * n)
-    v01 = (tz[:, :m] - tx) / n
-    v10 = 1.0 - (tz[:, m:] - ty) / m
-    cov = np.atleast_2d(np.cov(v01)) / m + np.atleast_2d(np.cov(v10)) / n
+    v10 = (tz[:, :m] - tx) / n  # per positive: the share of negatives it outranks
+    v01 = 1.0 - (tz[:, m:] - ty) / m  # per negative: the share of positives that outrank it
+    if clusters is None:
+        cov = np.atleast_2d(np.cov(v10)) / m + np.atleast_2d(np.cov(v01)) / n
+        return aucs, cov
+    groups = np.asarray(clusters)
+    s10, m_i = _cluster_sums(v10, groups[y == 1])
+    s01, n_i = _cluster_sums(v01, groups[y == 0])
+    e10 = s10 - m_i * aucs[:, None]  # cluster deviations, Obuchowski's V10_i − m_i θ
+    e01 = s01 - n_i * aucs[:, None]
+    i10, i01 = e10.shape[1], e01.shape[1]
+    if i10 < 2 or i01 < 2:
+        raise ValueError(f"clustered DeLong needs at least 2 patients per class, got {i10} and {i01}")
+    cov = i10 / ((i10 - 1) * m) * (e10 @ e10.T) / m + i01 / ((i01 - 1) * n) * (e01 @ e01.T) / n
+    mixed = sorted(set(groups[y == 1].tolist()) & set(groups[y == 0].tolist()))
+    if mixed:  # a cluster holding both classes adds Obuchowski's S11 term
+        all_ids = sorted(set(groups.tolist()))
+        index = {g: i for i, g in enumerate(all_ids)}
+        f10 = np.zeros((len(aucs), len(all_ids)))
+        f01 = np.zeros_like(f10)
+        f10[:, [index[g] for g in np.unique(groups[y == 1])]] = e10
+        f01[:, [index[g] for g in np.unique(groups[y == 0])]] = e01
+        s11 = len(all_ids) / (len(all_ids) - 1) * (f10 @ f01.T)
+        cov = cov + (s11 + s11.T) / (m * n)
     return aucs, cov
 
 
-def delong_test(labels, scores_a, scores_b) -> TestResult:
+def delong_test(labels, scores_a, scores_b, clusters=None) -> TestResult:
     """DeLong test for two correlated ROC AUCs on the same cases; effect = AUC_a − AUC_b.
 
+    ``clusters`` (a patient id per case) makes it Obuchowski's clustered test: a patient's scans are one
+    unit of the variance (:func:`_delong_components`); the name says "clustered DeLong".
     Undefined cases are flagged in the test's name with a NaN p, never a made-up p: a NaN score (a diverged
     model), or a zero variance of the difference with unequal AUCs (both rankings perfect, for example).
     Identical AUCs with zero variance (identical rankings) give p = 1.
     """
     y = np.asarray(labels, int)
     scores = np.vstack([np.asarray(scores_a, float), np.asarray(scores_b, float)])
+    name = "DeLong" if clusters is None else "clustered DeLong"
     if np.isnan(scores).any():
-        return TestResult("DeLong (undefined: NaN scores)", float("nan"), float("nan"), n=len(y))
-    aucs, cov = _delong_components(y, scores)
+        return TestResult(f"{name} (undefined: NaN scores)", float("nan"), float("nan"), n=len(y))
+    aucs, cov = _delong_components(y, scores, None if clusters is None else np.asarray(clusters))
     diff = float(aucs[0] - aucs[1])
     var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
-    if var <= 0 and diff != 0:
-        return TestResult("DeLong (undefined: zero variance)", float("nan"), float("nan"), diff, n=len(y))
-    if var <= 0:
+    if var <= 1e-15 and abs(diff) > 1e-12:
+        return TestResult(f"{name} (undefined: zero variance)", float("nan"), float("nan"), diff, n=len(y))
+    if var <= 1e-15:
         z, p = 0.0, 1.0
     else:
         z = diff / np.sqrt(var)
         p = float(2 * sps.norm.sf(abs(z)))
     half = 1.959963984540054 * np.sqrt(max(var, 0.0))
-    return TestResult("DeLong", float(z), p, diff, diff - half, diff + half, len(y))
+    return TestResult(name, float(z), p, diff, diff - half, diff + half, len(y))
 
 
 def mcnemar_exact(correct_a, correct_b) -> TestResult:
@@ -153,6 +194,42 @@ def mcnemar_exact(correct_a, correct_b) -> TestResult:
     table = [[int((a & b).sum()), int((a & ~b).sum())], [int((~a & b).sum()), int((~a & ~b).sum())]]
     res = mcnemar(table, exact=True)
     return TestResult("exact McNemar", float(res.statistic), float(res.pvalue), float(a.mean() - b.mean()), n=len(a))
+
+
+def sign_flip_p(totals) -> float:
+    """Exact two-sided p of ``sum(totals)`` under independent random signs of each (integer) total.
+
+    The sign-flip (permutation) null of a paired design: within each unit the two arms are exchangeable,
+    so each unit's difference is as likely negated. Computed exactly by convolution of the integer sums.
+    """
+    d = np.abs(np.asarray(totals, int))
+    d = d[d != 0]
+    observed = abs(int(np.asarray(totals, int).sum()))
+    if len(d) == 0:
+        return 1.0
+    span = int(d.sum())
+    dist = np.zeros(2 * span + 1)
+    dist[span] = 1.0
+    for value in d:  # each unit adds +value or -value with probability 1/2
+        dist = 0.5 * (np.roll(dist, value) + np.roll(dist, -value))
+    sums = np.arange(-span, span + 1)
+    return float(min(1.0, dist[np.abs(sums) >= observed - 1e-9].sum()))
+
+
+def clustered_mcnemar(correct_a, correct_b, clusters) -> TestResult:
+    """McNemar's test for scans clustered in patients: an exact sign-flip test on each patient's discordance.
+
+    Per patient, d = (scans only A gets right) − (scans only B gets right); under the null the arms are
+    exchangeable within a patient, so each d is as likely negated (:func:`sign_flip_p`). With one scan per
+    patient it is exactly the exact McNemar test (Durkalski et al. 2003 give the large-sample form).
+    Statistic: the sum of the d; effect = ACC_a − ACC_b over scans.
+    """
+    a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    ids, inverse = np.unique(np.asarray(clusters), return_inverse=True)
+    d = np.bincount(inverse, weights=(a & ~b).astype(float), minlength=len(ids)) - \
+        np.bincount(inverse, weights=(~a & b).astype(float), minlength=len(ids))
+    d = np.rint(d).astype(int)
+    return TestResult("clustered exact McNemar", float(d.sum()), sign_flip_p(d), float(a.mean() - b.mean()), n=len(ids))
 
 
 def corrected_ttest(differences, n_train: float, n_test: float) -> TestResult:

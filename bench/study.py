@@ -192,6 +192,7 @@ def _arms(r: _Reader, data: Any, methods) -> tuple[Arm, ...]:
                 model_args=r.mapping(f"{prefix}model_args", spec.get("model_args")),
                 weights={k: float(v) for k, v in weights.items()},
                 tuned=tuned,
+                seed_offset=r.typed(f"{prefix}seed_offset", spec.get("seed_offset", 0), int, minimum=0),
             )
         )
     return tuple(arms)
@@ -314,6 +315,10 @@ def parse_study(path: Path, data: dict[str, Any], methods=None) -> Study:
     if correction not in ("holm", "fdr_bh"):
         raise r.fail("correction", f"expected holm or fdr_bh, got '{correction}'{did_you_mean(correction, ('holm', 'fdr_bh'))}")
     alpha = r.typed("alpha", data.get("alpha", 0.05), float, minimum=0.0)
+    analysis_unit = str(data.get("analysis_unit", "patient"))
+    if analysis_unit not in ("patient", "scan"):
+        raise r.fail("analysis_unit", f"expected patient or scan, got '{analysis_unit}'"
+                     f"{did_you_mean(analysis_unit, ('patient', 'scan'))}")
     if not 0 < alpha < 1:
         raise r.fail("alpha", f"expected a value in (0, 1), got {alpha}")
     criteria = r.mapping("pass_criteria", data.get("pass_criteria"))
@@ -329,6 +334,8 @@ def parse_study(path: Path, data: dict[str, Any], methods=None) -> Study:
         description=str(data.get("description", "")),
         dataset=DatasetSpec(name=str(dataset.get("name", "synthetic")), options=r.mapping("dataset.options", dataset.get("options"))),
         folds=r.typed("folds", data.get("folds", 5), int, minimum=2),
+        repeats=r.typed("repeats", data.get("repeats", 1), int, minimum=1),
+        analysis_unit=analysis_unit,
         split_seed=r.typed("split_seed", data.get("split_seed", 0), int, minimum=0),
         seeds=seeds,
         profile=profile,

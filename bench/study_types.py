@@ -27,6 +27,7 @@ STUDY_KEYS = {
     "description": "free text for the report",
     "dataset": "the dataset (name + options)",
     "folds": "number of cross-validation folds",
+    "repeats": "repeated cross-validation: r partitions of k folds, each with its own split seed (default 1)",
     "split_seed": "seed of the fold assignment (shared by every arm and training seed)",
     "seeds": "list of training seeds",
     "profile": "default profile",
@@ -37,12 +38,13 @@ STUDY_KEYS = {
     "metrics": "metric columns of the table",
     "reference": "the arm every other arm is compared with",
     "correction": "multiplicity correction: holm (default) or fdr_bh",
+    "analysis_unit": "what the paired tests count as independent: patient (default) or scan",
     "alpha": "significance level (default 0.05)",
     "arms": "the arms (name → method, model_args, weights, label)",
     "tune": "the loss-weight search of `bench tune` (arm, weights, objective, trials, inner_folds, pruner, ...)",
     "pass_criteria": "metric → the value each arm must reach (learnability; the report says pass / fail per arm)",
 }
-ARM_KEYS = ("method", "label", "model_args", "weights")
+ARM_KEYS = ("method", "label", "model_args", "weights", "seed_offset")
 DATASET_KEYS = ("name", "options")
 TUNED = "tuned"  # `weights: tuned`: the arm trains with the best weights `bench tune` found for each outer fold
 PRUNERS = ("median", "halving", "none")
@@ -71,6 +73,9 @@ class Arm:
     model_args: Mapping[str, Any] = field(default_factory=dict)
     weights: Mapping[str, float] = field(default_factory=dict)
     tuned: bool = False  # ``weights: tuned``: per outer fold, the best weights of the study's search
+    #: added to the study's training seeds for this arm only: the same method as another arm, trained with
+    #: other seeds, is a null control (no difference should be found); results still pair by the study's seed
+    seed_offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,8 @@ class Study:
     correction: str = "holm"
     alpha: float = 0.05
     noise_units: str = DEFAULT_NOISE_UNITS
+    repeats: int = 1
+    analysis_unit: str = "patient"
     tune: TuneSpec | None = None
     pass_criteria: Mapping[str, float] = field(default_factory=dict)
 

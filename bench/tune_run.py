@@ -136,7 +136,7 @@ def _prepare(study, profile, runs_root: Path, *, trials: int | None, storage_url
 
     data = prepare(study, profile, console)
     splits = load_or_create_splits(splits_file(runs_root, study.name), list(data.cases), study.folds,
-                                   study.split_seed, data.fingerprint)
+                                   study.split_seed, data.fingerprint, study.repeats)
     search = make_search(study, profile, data, splits, runs_root, trials=trials)
     directory = tune_dir(runs_root, study.name)
     directory.mkdir(parents=True, exist_ok=True)

@@ -120,7 +120,8 @@ def _train_and_evaluate(spec: UnitSpec, directory: Path, emit: Event) -> dict[st
     precision = profile.precision
     model, loss_fn, loader = training_setup(spec.method, model_args=spec.model_args, weights=spec.weights, profile=profile,
                                             training=training, train_cases=train_cases, cache=cache,
-                                            seed=spec.seed * 1000 + spec.fold, device=device)
+                                            seed=(spec.seed + spec.extra.get("seed_offset", 0)) * 1000 + spec.fold,
+                                            device=device)
     n_params = sum(p.numel() for p in model.parameters())
     history_rows: list[dict[str, Any]] = []
     val_volumes = load_volumes(cache, val_cases) if val_cases else []

@@ -11,6 +11,7 @@ from bench.errors import BenchError
 from bench.stats import (
     adjust,
     average_ranks,
+    clustered_mcnemar,
     corrected_ttest,
     delong_test,
     friedman,
@@ -18,6 +19,7 @@ from bench.stats import (
     nemenyi_cd,
     paired_bootstrap_ci,
     require_same_split,
+    sign_flip_p,
     wilcoxon_paired,
 )
 
@@ -171,3 +173,81 @@ def test_delong_undefined_cases_are_flagged_not_given_a_p():
     res = delong_test(y, [0.1, float("nan"), 0.8, 0.9], perfect)
     assert res.test == "DeLong (undefined: NaN scores)" and math.isnan(res.p)
     assert delong_test(y, perfect, perfect).p == 1.0  # identical rankings: no evidence of a difference
+
+
+def _clustered_scores(seed: int, patients: int = 60, scans: int = 4):
+    """Longitudinal patients: a patient-level score shift shared by the scans (and the two arms) of a patient."""
+    rng = np.random.default_rng(seed)
+    label = np.repeat(rng.integers(0, 2, patients), scans)
+    groups = np.repeat(np.arange(patients), scans)
+    shift = np.repeat(rng.standard_normal(patients), scans) * 1.5
+    a = label * 1.0 + shift + 0.5 * rng.standard_normal(len(label))
+    b = label * 0.6 + shift + np.repeat(rng.standard_normal(patients), scans) + 0.5 * rng.standard_normal(len(label))
+    return label, a, b, groups
+
+
+def test_clustered_delong_is_delong_for_singletons_and_matches_a_patient_bootstrap():
+    y, a, b = _scores(3)
+    plain, single = delong_test(y, a, b), delong_test(y, a, b, clusters=np.arange(len(y)))
+    assert single.test == "clustered DeLong"
+    assert (single.statistic, single.p) == pytest.approx((plain.statistic, plain.p), rel=1e-12)
+    label, a, b, groups = _clustered_scores(0)
+    clustered, naive = delong_test(label, a, b, clusters=groups), delong_test(label, a, b)
+    assert clustered.effect == pytest.approx(roc_auc_score(label, a) - roc_auc_score(label, b))
+    rng = np.random.default_rng(1)
+    boot = []
+    for _ in range(1500):  # resample patients with all their scans
+        take = np.concatenate([np.flatnonzero(groups == g) for g in rng.integers(0, groups.max() + 1, groups.max() + 1)])
+        if label[take].min() != label[take].max():
+            boot.append(roc_auc_score(label[take], a[take]) - roc_auc_score(label[take], b[take]))
+    se_clustered = clustered.effect / clustered.statistic
+    assert se_clustered == pytest.approx(np.std(boot), rel=0.15)
+    assert naive.effect / naive.statistic < 0.8 * se_clustered  # four correlated scans counted as four patients
+
+
+def test_clustered_delong_with_a_patient_holding_both_classes_adds_the_cross_term():
+    y = np.array([1, 0, 1, 0, 1, 1, 0, 0, 1, 0])
+    groups = np.array([0, 0, 1, 1, 2, 3, 4, 5, 6, 7])  # patients 0 and 1 hold a positive and a negative scan
+    a = np.array([0.9, 0.2, 0.7, 0.4, 0.8, 0.6, 0.3, 0.1, 0.5, 0.65])
+    b = np.array([0.6, 0.5, 0.8, 0.1, 0.4, 0.7, 0.2, 0.3, 0.9, 0.35])
+    res = delong_test(y, a, b, clusters=groups)
+    # hand computation of Obuchowski's estimator for the difference (a − b)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+
+    def psi(x, z):
+        return (x > z) + 0.5 * (x == z)
+
+    d10 = {i: np.mean([psi(a[i], a[j]) for j in neg]) - np.mean([psi(b[i], b[j]) for j in neg]) for i in pos}
+    d01 = {j: np.mean([psi(a[i], a[j]) for i in pos]) - np.mean([psi(b[i], b[j]) for i in pos]) for j in neg}
+    theta = np.mean(list(d10.values()))
+    M, N, ids = len(pos), len(neg), np.unique(groups)
+    e10 = {g: sum(d10[i] for i in pos if groups[i] == g) - (groups[pos] == g).sum() * theta for g in ids}
+    e01 = {g: sum(d01[j] for j in neg if groups[j] == g) - (groups[neg] == g).sum() * theta for g in ids}
+    i10, i01, n_ids = len(set(groups[pos])), len(set(groups[neg])), len(ids)
+    s10 = i10 / ((i10 - 1) * M) * sum(e10[g] ** 2 for g in set(groups[pos]))
+    s01 = i01 / ((i01 - 1) * N) * sum(e01[g] ** 2 for g in set(groups[neg]))
+    s11 = n_ids / (n_ids - 1) * sum(e10[g] * e01[g] for g in ids)
+    var = s10 / M + s01 / N + 2 * s11 / (M * N)
+    assert res.effect == pytest.approx(theta)
+    assert res.statistic == pytest.approx(theta / math.sqrt(var), rel=1e-10)
+
+
+def test_sign_flip_p_enumerates_every_sign():
+    assert sign_flip_p([1, 1, 1, 1, 1]) == pytest.approx(2 / 32)
+    # 3 ± 1 ± 2 with every sign: sums 6, 2, 4, 0, 0, -4, -2, -6; |sum| >= 4 in 4 of 8
+    assert sign_flip_p([3, -1, 2]) == pytest.approx(0.5)
+    assert sign_flip_p([0, 0]) == 1.0
+
+
+def test_clustered_mcnemar_is_exact_mcnemar_for_singletons_and_counts_patients_once():
+    rng = np.random.default_rng(4)
+    a, b = rng.random(50) > 0.3, rng.random(50) > 0.5
+    assert clustered_mcnemar(a, b, np.arange(50)).p == pytest.approx(mcnemar_exact(a, b).p, rel=1e-12)
+    # one patient with 6 scans all right for A, wrong for B, plus 2 single patients the other way:
+    # per-scan McNemar sees 6 vs 2 discordant scans; per patient the discordances are +6, -1, -1
+    a = np.array([True] * 6 + [False, False])
+    b = np.array([False] * 6 + [True, True])
+    res = clustered_mcnemar(a, b, [0] * 6 + [1, 2])
+    assert res.statistic == 4 and res.n == 3
+    assert res.p == 1.0  # every sign pattern of ±6 ±1 ±1 has |sum| >= 4: one patient alone is no evidence
+    assert mcnemar_exact(a, b).p == pytest.approx(2 * (1 + 8 + 28) / 256)  # per scan: 6 vs 2 of 8 discordant

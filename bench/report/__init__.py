@@ -146,13 +146,16 @@ def _collect(study: Study, runs_root: Path, out_root: Path) -> _Report:
 
     study_root = Path(runs_root) / study.name
     per_case = collect_per_case(study_root)
+    if study.repeats > 1:  # fold j of repeated cross-validation belongs to repeat j // k
+        per_case = per_case.assign(repeat=per_case["fold"] // study.folds)
     specs = collect_specs(study_root)
     arms = [a.name for a in study.arms if a.name in set(per_case["arm"])]
     labels = {a: study.arm(a).label for a in arms}
     folds, pooled = fold_metrics(per_case), pooled_metrics(per_case)
-    vs_ref = versus_reference(per_case, folds, arms, study.reference, study.metrics, study.correction) \
+    vs_ref = versus_reference(per_case, folds, arms, study.reference, study.metrics, study.correction,
+                              unit=study.analysis_unit) \
         if study.reference in arms else pd.DataFrame(columns=["metric", "arm_a", "p_adj", "test", "effect"])
-    pairwise = pairwise_table(per_case, folds, arms, study.metrics, study.correction)
+    pairwise = pairwise_table(per_case, folds, arms, study.metrics, study.correction, unit=study.analysis_unit)
     out = Path(out_root) / study.name
     out.mkdir(parents=True, exist_ok=True)
     map_files = plot_maps(per_case, study_root, arms, labels, out)
@@ -162,12 +165,14 @@ def _collect(study: Study, runs_root: Path, out_root: Path) -> _Report:
 
 def _results_section(r: _Report) -> Section:
     """The table in the papers' layout (Markdown, LaTeX, CSV), the fold table and the pooled AUC intervals."""
+    from bench.report.significance import unit_sentence
     from bench.report.tables import auc_intervals, summary_table, to_latex, to_markdown
 
     study, out = r.study, r.out
     table = summary_table(r.folds, r.pooled, r.arms, study.metrics)
     marks = {(row["arm_a"], row["metric"]) for _, row in r.vs_ref.iterrows() if row["p_adj"] < study.alpha}
-    caption = f"{study.title}. Mean ± std over {study.folds} folds" + (f" ({study.reproduces})" if study.reproduces else "")
+    over = f"{study.folds} folds" + (f" × {study.repeats} repeats" if study.repeats > 1 else "")
+    caption = f"{study.title}. Mean ± std over {over}" + (f" ({study.reproduces})" if study.reproduces else "")
     markdown = to_markdown(table, r.label_list, study.metrics, marks)
     (out / "table.md").write_text(markdown)
     (out / "table.tex").write_text(to_latex(table, r.label_list, study.metrics, caption, marks))
@@ -186,6 +191,7 @@ def _results_section(r: _Report) -> Section:
              f"† = significantly different from the reference {r.labels.get(study.reference, study.reference)} at α = {study.alpha} "
              f"after {r.correction} correction per metric (at most {n_comparisons} comparison(s) each). "
              f"Tests: {_tests_used(r.vs_ref, study.metrics) or 'none applicable'}. "
+             f"{unit_sentence(study.analysis_unit, study.repeats, r.per_case['seed'].nunique())} "
              f"{imputed} segmentation case-evaluations used the empty-mask policy (empty reference and/or empty "
              "prediction; see `bench/metrics/seg.py`).", "", *auc_lines]
     missing = sorted({a.name for a in study.arms} - set(r.arms))
@@ -215,7 +221,8 @@ def _significance_section(r: _Report) -> Section:
     cd_figures = []
     for task in ("seg", "cls"):
         metric = next((m for m in study.metrics if METRICS[m].task == task), None)
-        summary = friedman_summary(r.per_case, r.folds, r.arms, metric, study.correction) if metric else None
+        summary = friedman_summary(r.per_case, r.folds, r.arms, metric, study.correction, study.analysis_unit) \
+            if metric else None
         if summary:
             cd_figures.append((summary, plot_cd(summary, r.labels, out, study.alpha, study.correction)))
             files += cd_figures[-1][1]
@@ -243,7 +250,7 @@ def _noise_section(r: _Report) -> Section:
     files = plot_noise(r.folds, r.arms, r.label_list, study.metrics, out, xlabel=f"noise σ ({_NOISE_UNITS[r.noise_units][1]})")
     figures = list(files)
     noise_md, noise_tex, noise_frame = noise_tables(r.per_case, r.folds, r.pooled, r.arms, r.labels, study.metrics,
-                                                    study.reference, study.correction, study.alpha)
+                                                    study.reference, study.correction, study.alpha, study.analysis_unit)
     if noise_md:
         (out / "noise_table.md").write_text(noise_md)
         (out / "noise_table.tex").write_text(noise_tex)

@@ -23,7 +23,7 @@ __all__ = ["noise_tables", "uncertainty_table", "error_detection_auc"]
 
 def noise_tables(per_case: pd.DataFrame, folds: pd.DataFrame, pooled: pd.DataFrame, arms: Sequence[str],
                  labels: dict[str, str], metrics: Sequence[str], reference: str, correction: str,
-                 alpha: float) -> tuple[str, str, pd.DataFrame]:
+                 alpha: float, unit: str = "patient") -> tuple[str, str, pd.DataFrame]:
     """(Markdown, LaTeX, long CSV frame) of the study table at every σ > 0; empty when the grid is only σ = 0."""
     from bench.report.significance import versus_reference
     from bench.report.tables import summary_table, to_latex, to_markdown
@@ -33,7 +33,7 @@ def noise_tables(per_case: pd.DataFrame, folds: pd.DataFrame, pooled: pd.DataFra
     label_list = [labels[a] for a in arms]
     for sigma in sigmas:
         table = summary_table(folds, pooled, arms, metrics, sigma=sigma)
-        vs_ref = versus_reference(per_case, folds, arms, reference, metrics, correction, sigma=sigma) \
+        vs_ref = versus_reference(per_case, folds, arms, reference, metrics, correction, sigma=sigma, unit=unit) \
             if reference in arms else pd.DataFrame(columns=["metric", "arm_a", "p_adj"])
         marks = {(r["arm_a"], r["metric"]) for _, r in vs_ref.iterrows() if r["p_adj"] < alpha}
         markdown += [f"**σ = {sigma:g}**", "", to_markdown(table, label_list, metrics, marks)]

@@ -109,6 +109,8 @@ def auc_intervals(per_case: pd.DataFrame, arms: Sequence[str], labels: dict[str,
     for arm in arms:
         part = per_case[(per_case["arm"] == arm) & (per_case["sigma"] == sigma)].dropna(subset=["prob_nmosd"])
         part = part[part["label"].isin([0, 1])]
+        if "repeat" in part:  # one prediction per scan: the first cross-validation of a repeated one
+            part = part[part["repeat"] == 0]
         if part.empty or part["label"].nunique() < 2:
             continue
         for seed, rows_seed in part.groupby("seed", sort=True):
