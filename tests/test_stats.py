@@ -234,20 +234,32 @@ def test_clustered_delong_with_a_patient_holding_both_classes_adds_the_cross_ter
 
 def test_sign_flip_p_enumerates_every_sign():
     assert sign_flip_p([1, 1, 1, 1, 1]) == pytest.approx(2 / 32)
-    # 3 ± 1 ± 2 with every sign: sums 6, 2, 4, 0, 0, -4, -2, -6; |sum| >= 4 in 4 of 8
+    assert sign_flip_p([1, 1, 1, 1, 1], mid=True) == pytest.approx(1 / 32)  # the observed extreme counts half
+    # 3 ± 1 ± 2 with every sign: sums 6, 2, 4, 0, 0, -4, -2, -6; |sum| >= 4 in 4 of 8, > 4 in 2 of 8
     assert sign_flip_p([3, -1, 2]) == pytest.approx(0.5)
+    assert sign_flip_p([3, -1, 2], mid=True) == pytest.approx(2 / 8 + 0.5 * 2 / 8)
     assert sign_flip_p([0, 0]) == 1.0
 
 
-def test_clustered_mcnemar_is_exact_mcnemar_for_singletons_and_counts_patients_once():
+def _mid_p_mcnemar(a, b) -> float:
+    """The McNemar mid-p test in its closed form (Fagerland, Lydersen and Laake 2013)."""
+    n01, n10 = int((a & ~b).sum()), int((~a & b).sum())
+    n, m = n01 + n10, min(n01, n10)
+    return min(1.0, 2 * (sps.binom.cdf(m, n, 0.5) - 0.5 * sps.binom.pmf(m, n, 0.5)))
+
+
+def test_clustered_mcnemar_is_the_mid_p_mcnemar_for_singletons_and_counts_patients_once():
     rng = np.random.default_rng(4)
     a, b = rng.random(50) > 0.3, rng.random(50) > 0.5
-    assert clustered_mcnemar(a, b, np.arange(50)).p == pytest.approx(mcnemar_exact(a, b).p, rel=1e-12)
+    single = clustered_mcnemar(a, b, np.arange(50))
+    assert single.test == "McNemar mid-p" and single.p == pytest.approx(_mid_p_mcnemar(a, b), rel=1e-12)
+    assert single.p < mcnemar_exact(a, b).p  # the exact conditional test is the more conservative
     # one patient with 6 scans all right for A, wrong for B, plus 2 single patients the other way:
-    # per-scan McNemar sees 6 vs 2 discordant scans; per patient the discordances are +6, -1, -1
+    # per scan McNemar sees 6 vs 2 of 8 discordant scans; per patient the discordances are +6, -1, -1
     a = np.array([True] * 6 + [False, False])
     b = np.array([False] * 6 + [True, True])
     res = clustered_mcnemar(a, b, [0] * 6 + [1, 2])
-    assert res.statistic == 4 and res.n == 3
-    assert res.p == 1.0  # every sign pattern of ±6 ±1 ±1 has |sum| >= 4: one patient alone is no evidence
-    assert mcnemar_exact(a, b).p == pytest.approx(2 * (1 + 8 + 28) / 256)  # per scan: 6 vs 2 of 8 discordant
+    assert res.test == "clustered McNemar mid-p" and res.statistic == 4 and res.n == 3
+    # ±6 ±1 ±1: |sum| is 8, 6, 6 or 4, so P(|T| > 4) = 6/8 and P(|T| = 4) = 2/8: one patient alone is no evidence
+    assert res.p == pytest.approx(6 / 8 + 0.5 * 2 / 8)
+    assert mcnemar_exact(a, b).p == pytest.approx(2 * (1 + 8 + 28) / 256)
