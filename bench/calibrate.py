@@ -23,7 +23,8 @@ with overlapping training sets are correlated, as Nadeau and Bengio assume). Two
   compare the trained models on the cases at hand;
 - **method null** (``model, data > 0``): the methods are equal, but each trained model is better or worse by
   chance. Only the fold-level corrected t-test addresses it; the per-case tests reject it more often than α,
-  the more so the larger the model-to-model variation (the report shows by how much).
+  the more so the larger the model-to-model variation (the report shows by how much). A second method null
+  doubles the training-set-dependent part, which no cross-validation can estimate from one dataset.
 
 Segmentation values are ``0.6 + 0.1 · value`` (DSC-like). Classification scores are logits
 ``(2y − 1) · (1 + κ_a + model) + value`` without the ``model`` term in ``value`` (a trained classifier is better
@@ -41,7 +42,7 @@ from scipy import stats as sps
 
 from bench.stats import clustered_mcnemar, corrected_ttest, delong_test, mcnemar_exact, wilcoxon_paired
 
-__all__ = ["Design", "Noise", "TESTS", "default_designs", "simulate", "calibrate"]
+__all__ = ["Design", "Noise", "TESTS", "default_designs", "values", "p_values", "replicate", "simulate", "calibrate"]
 
 ALPHA = 0.05
 
@@ -170,9 +171,9 @@ def _patient_means(values: np.ndarray, patient: np.ndarray) -> np.ndarray:
     return np.bincount(patient, weights=values) / np.bincount(patient)
 
 
-def replicate(d: Design, noise: Noise, rng: np.random.Generator, *, seg_effect: float = 0.0,
-              cls_effect: float = 0.0) -> dict[str, float]:
-    """One simulated study: the p of every test in :data:`TESTS`, arm 1 against the reference arm 0."""
+def values(d: Design, noise: Noise, rng: np.random.Generator, *, seg_effect: float = 0.0,
+           cls_effect: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """One simulated study's segmentation values and classification logits, each [arms, n, repeats, seeds]."""
     n = len(d.label)
     error, offset = _latent(d, noise, rng)
     seg = 0.6 + 0.1 * (noise.shared * rng.standard_normal(n)[None, :, None, None] + error + offset)
@@ -182,6 +183,13 @@ def replicate(d: Design, noise: Noise, rng: np.random.Generator, *, seg_effect: 
     # a classifier's trained-model quality is its separation of the classes, not a shift of every logit
     separation = 1.0 + offset + np.where(np.arange(d.arms) == 1, cls_effect, 0.0)[:, None, None, None]
     logit = sign * separation + noise.shared * rng.standard_normal(n)[None, :, None, None] + error
+    return seg, logit
+
+
+def p_values(d: Design, seg: np.ndarray, logit: np.ndarray) -> dict[str, float]:
+    """The p of every test in :data:`TESTS` on one simulated study, arm 1 against the reference arm 0, computed
+    as the report computes them (:mod:`bench.report.significance`; a test checks that they agree)."""
+    n = len(d.label)
     per_scan = seg.mean(axis=(2, 3))  # averaged over repeats and seeds, as the report does
     per_patient = np.stack([_patient_means(per_scan[a], d.patient) for a in range(d.arms)])
     p = {"wilcoxon_patient": wilcoxon_paired(per_patient[1], per_patient[0], n_boot=0).p,
@@ -205,6 +213,12 @@ def replicate(d: Design, noise: Noise, rng: np.random.Generator, *, seg_effect: 
     # Holm rejects anything iff its first step does: the smallest p times the family's size (:func:`adjust`)
     p["holm_family"] = float(min(1.0, np.nanmin(family) * np.count_nonzero(~np.isnan(family))))
     return p
+
+
+def replicate(d: Design, noise: Noise, rng: np.random.Generator, *, seg_effect: float = 0.0,
+              cls_effect: float = 0.0) -> dict[str, float]:
+    """One simulated study: the p of every test in :data:`TESTS`."""
+    return p_values(d, *values(d, noise, rng, seg_effect=seg_effect, cls_effect=cls_effect))
 
 
 def simulate(d: Design, noise: Noise, replicates: int, seed: int, *, seg_effect: float = 0.0,
@@ -257,8 +271,11 @@ def _run_job(job: Job) -> list[dict]:
     return rows
 
 
-#: the method null's model-to-model variation (latent sd of a trained model's own and data-dependent offsets)
-METHOD_NOISE = {"model": 0.15, "data": 0.15}
+#: the method nulls' model-to-model variation (latent sd of a trained model's own and data-dependent offsets);
+#: how much of it depends on the training set cannot be estimated from one dataset (Bengio and Grandvalet
+#: 2004), so a second null doubles that part
+METHOD_NULLS = {"method null": {"model": 0.15, "data": 0.15},
+                "method null, strong training-set dependence": {"model": 0.15, "data": 0.3}}
 SEG_EFFECTS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05)
 CLS_EFFECTS = (0.0, 0.1, 0.2, 0.4, 0.6, 1.0)
 
@@ -268,8 +285,9 @@ def jobs(replicates: int, designs: Sequence[Design] | None = None, noise: Noise 
     designs = list(designs or default_designs())
     out = []
     for i, d in enumerate(designs):
-        out.append(Job(d, noise, "trained-model null", replicates, seed * 1000 + 2 * i))
-        out.append(Job(d, replace(noise, **METHOD_NOISE), "method null", replicates, seed * 1000 + 2 * i + 1))
+        out.append(Job(d, noise, "trained-model null", replicates, seed * 1000 + 3 * i))
+        for k, (null, parts) in enumerate(METHOD_NULLS.items()):
+            out.append(Job(d, replace(noise, **parts), null, replicates, seed * 1000 + 3 * i + 1 + k))
     for i, d in enumerate(designs[:1] + [d for d in designs if d.name.startswith("longitudinal")][:1]):
         for k, (seg, cls) in enumerate(zip(SEG_EFFECTS[1:], CLS_EFFECTS[1:])):
             out.append(Job(d, noise, "planted effect", replicates, seed * 1000 + 500 + 10 * i + k, seg, cls))
@@ -299,5 +317,5 @@ def calibrate(replicates: int = 1000, *, workers: int = 2, seed: int = 0, design
 
 def noise_record(noise: Noise = Noise()) -> dict:
     """The model's parameters as written beside the results."""
-    return {"trained-model null": asdict(noise), "method null": asdict(replace(noise, **METHOD_NOISE)),
+    return {"trained-model null": asdict(noise), **{null: asdict(replace(noise, **parts)) for null, parts in METHOD_NULLS.items()},
             "seg_effects": list(SEG_EFFECTS), "cls_effects": list(CLS_EFFECTS), "alpha": ALPHA}
