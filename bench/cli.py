@@ -10,17 +10,9 @@ from pathlib import Path
 
 import click
 
+from bench.cli_options import PROFILE_OPTION, RUNS_OPTION
+from bench.cli_options import console as _console
 from bench.errors import BenchError, Terminated
-
-RUNS_OPTION = click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
-                           show_default=True, help="Root of the results store.")
-PROFILE_OPTION = click.option("--profile", "-p", default=None, help="smoke | cpu | paper (default: the study's).")
-
-
-def _console():
-    from rich.console import Console
-
-    return Console(stderr=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -41,13 +33,15 @@ def cli(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
-def _register_data_commands() -> None:
+def _register_commands() -> None:
     from bench.cli_data import data_group
+    from bench.cli_inspect import calibrate, status
 
-    cli.add_command(data_group)
+    for command in (data_group, status, calibrate):
+        cli.add_command(command)
 
 
-_register_data_commands()
+_register_commands()
 
 
 @cli.group(name="ls")
@@ -146,6 +140,9 @@ def run(study: str, profile: str | None, jobs: int, threads: int | None, arms: s
                         arms=[a.strip() for a in arms.split(",")] if arms else None, console=console)
     console.print(f"{summary.trained} unit(s) trained, {summary.skipped} already done, {len(summary.failed)} failed "
                   f"in {summary.seconds:.1f} s; results in {runs_dir / loaded.name}")
+    if summary.elsewhere:
+        console.print(f"{summary.elsewhere} unit(s) were trained by another invocation of this study; "
+                      f"`bench status {loaded.name}` shows where they stand")
     for key, error, directory in summary.failed:
         console.print(f"[red]failed[/red] {key}: {error} (traceback in {directory / 'FAILED.json'})")
     if summary.failed:
@@ -254,40 +251,6 @@ def perf(study: str | None, methods: tuple[str, ...], profile: str | None, steps
     click.echo(table, nl=False)
     if any("error" in r for r in rows):
         sys.exit(1)
-
-
-@cli.command()
-@click.option("--replicates", type=click.IntRange(min=50), default=1000, show_default=True,
-              help="Simulated studies per design and null (and per planted effect).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulation.")
-@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
-              help="Worker processes (default: the usable cores).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True)
-def calibrate(replicates: int, seed: int, jobs: int | None, out: Path) -> None:
-    """Measure the type-I error and power of every significance test on the suite's design.
-
-    \b
-    Simulates the default cohort's patients, folds, arms, seeds and repeats (and a longitudinal cohort)
-    under a true null and planted effects, and writes reports/calibration/ (calibration.md, type1.md
-    and .csv, power.csv/.png/.pdf, model.json). About 4 min at 1,000 replicates on 2 cores.
-    Example: bench calibrate --replicates 1000
-    """
-    import time
-
-    from bench.calibrate import calibrate as run_calibration
-    from bench.calibrate import noise_record
-    from bench.procs import usable_cores
-    from bench.progress import counter_bar
-    from bench.report.calibration import write_calibration
-
-    workers = jobs or usable_cores()
-    update, _ = counter_bar(_console(), f"simulating {replicates:,} studies per design × null × effect")
-    start = time.perf_counter()
-    rows = run_calibration(replicates, workers=workers, seed=seed, progress=update)
-    files = write_calibration(rows, out / "calibration", replicates=replicates, seed=seed,
-                              seconds=time.perf_counter() - start, workers=workers, model=noise_record())
-    click.echo((out / "calibration" / "calibration.md").read_text())
-    click.echo(f"wrote {len(files)} files under {out / 'calibration'}")
 
 
 def _perf_levers(methods: tuple[str, ...], profile: str | None, steps: int, threads: int, out: Path,

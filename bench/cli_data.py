@@ -9,16 +9,13 @@ from pathlib import Path
 
 import click
 
+from bench.cli_options import console as _console
 from bench.data import DEFAULT_DIFFICULTY
 from bench.errors import BenchError
 
 __all__ = ["data_group"]
 
 
-def _console():
-    from rich.console import Console
-
-    return Console(stderr=True)
 
 LAYOUT_OPTION = click.option("--format", "layout", type=click.Choice(["auto", "manifest", "isbi2015", "msseg2016", "bids"]),
                              default="auto", show_default=True, help="Dataset layout (auto-detected by default).")

@@ -19,6 +19,7 @@ class RunSummary:
     planned: int = 0
     skipped: int = 0
     trained: int = 0
+    elsewhere: int = 0  # units another invocation was training (claimed) or finished meanwhile
     failed: list[tuple[str, str, Path]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -69,7 +70,9 @@ def run_study(
     console.print(f"[bold]{study.name}[/bold] — {study.title}")
     console.print(f"profile {profile.name} ({profile.size}³, {profile.epochs} epochs, width {profile.width}), "
                   f"{len(data.cases)} scans, {study.folds} folds, split {plan.splits.hash}, "
-                  f"{len(plan.units)} units: {len(plan.done)} done, {len(plan.pending)} to run")
+                  f"{len(plan.units)} units: {len(plan.done)} done, {len(plan.pending)} to run"
+                  + (f", {len(plan.running)} being trained by another invocation" if plan.running else ""))
+    summary.elsewhere = len(plan.running)
     for message in tidy_pending(plan):
         console.print(f"[yellow]{message}[/yellow]")
     tracker = None
@@ -90,11 +93,17 @@ def run_study(
     from bench.tracking import Ending
 
     with Ending(lambda status: tracker.finish(status) if tracker else None) as end:
-        if not plan.pending:
+        if not plan.pending and not plan.running:
             console.print(f"all {len(plan.units)} units are already done with the same spec; nothing to train")
+        elif not plan.pending:
+            console.print("every unit is done or being trained by another invocation; nothing to train here")
         else:
             with UnitProgress(console, len(plan.pending), f"{study.name}: units") as bars:
                 def on_result(unit, result):
+                    if result["status"] == "elsewhere":  # claimed by another invocation after this one planned
+                        summary.elsewhere += 1
+                        bars.unit_finished(False)
+                        return
                     failed = result["status"] != "done"
                     if failed:
                         summary.failed.append((unit.spec.key, result.get("error", "?"), unit.directory))

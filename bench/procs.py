@@ -15,9 +15,10 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
-__all__ = ["SPAWN", "usable_cores", "CORES_ENV", "set_threads", "watch_parent", "spawn_pool", "spawn_process", "terminate_pool",
+__all__ = ["alive", "SPAWN", "usable_cores", "CORES_ENV", "set_threads", "watch_parent", "spawn_pool", "spawn_process", "terminate_pool",
            "run_isolated", "WATCHDOG_INTERVAL_S", "ORPHAN_EXIT_CODE"]
 
 SPAWN = mp.get_context("spawn")
@@ -127,3 +128,20 @@ def run_isolated(fn: Callable[..., Any], args: tuple = (), *, threads: int | Non
         raise TimeoutError(f"timed out after {timeout:g} s") from None
     finally:
         terminate_pool(pool)
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (a zombie does not count)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):  # no /proc (macOS): ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return state != "Z"

@@ -36,7 +36,13 @@ class Plan:
 
     @property
     def pending(self) -> list[PlannedUnit]:
-        return [u for u in self.units if u.status != "done"]
+        """Units this invocation trains: neither done nor claimed by another live invocation."""
+        return [u for u in self.units if u.status not in ("done", "running")]
+
+    @property
+    def running(self) -> list[PlannedUnit]:
+        """Units another live invocation is training (their claim, bench/claims.py)."""
+        return [u for u in self.units if u.status == "running"]
 
     @property
     def done(self) -> list[PlannedUnit]:

@@ -44,6 +44,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.procs import alive
+
 __all__ = ["soak", "SoakResult", "MODES", "check_cycle", "check_tune_cycle", "descendants", "alive", "wait_gone",
            "TUNE_STUDY", "tune_study"]
 
@@ -115,14 +117,6 @@ def descendants(pid: int) -> set[int]:
         found |= children
         frontier = children
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def _done_files(study_root: Path) -> dict[str, str]:

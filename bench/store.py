@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["unit_dir", "write_json_atomic", "read_json", "unit_status", "archive_stale", "clear_partial", "done_units",
+__all__ = ["unit_dir", "write_json_atomic", "read_json", "unit_status", "archive_stale", "clear_partial", "clear_unclaimed", "done_units",
            "corrupt_units", "file_digests", "unit_problem", "splits_file", "DONE", "FAILED", "SPEC", "PER_CASE", "SPLITS",
            "CHECKED_FILES"]
 
@@ -109,7 +109,8 @@ def unit_problem(directory: Path, done: dict[str, Any] | None = None) -> str | N
 
 def unit_status(directory: Path, spec_hash: str) -> str:
     """``done`` (finished, same spec, files intact), ``stale`` (finished, other spec), ``corrupt`` (finished,
-    files damaged: :func:`unit_problem`), ``failed``, ``partial`` or ``missing``."""
+    files damaged: :func:`unit_problem`), ``running`` (claimed by a live invocation), ``failed``, ``partial``
+    or ``missing``."""
     done_path = directory / DONE
     if done_path.exists():
         try:
@@ -119,6 +120,10 @@ def unit_status(directory: Path, spec_hash: str) -> str:
         if done.get("spec_hash") != spec_hash:
             return "stale"
         return "corrupt" if unit_problem(directory, done) else "done"
+    from bench.claims import live_claim
+
+    if live_claim(directory):
+        return "running"  # claimed by a live invocation (bench/claims.py)
     if (directory / FAILED).exists():
         return "failed"
     return "partial" if directory.exists() and any(directory.iterdir()) else "missing"
@@ -139,6 +144,19 @@ def archive_stale(directory: Path, study_root: Path, *, folder: str = ".stale") 
 def clear_partial(directory: Path) -> None:
     """Remove an unfinished unit (interrupted or failed) before it is run again."""
     shutil.rmtree(directory, ignore_errors=True)
+
+
+def clear_unclaimed(directory: Path) -> None:
+    """Remove what an unfinished run left in a unit's directory, but the claim just taken on it."""
+    from bench.claims import CLAIM
+
+    for entry in Path(directory).iterdir():
+        if entry.name == CLAIM or entry.name.startswith(".claim."):
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def _finished(study_root: Path) -> list[Path]:

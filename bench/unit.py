@@ -7,6 +7,7 @@ inline, in a local pool or on a cluster node.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 import traceback
@@ -16,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bench.claims import Claim, take_claim
 from bench.profiles import Profile
 from bench.spec import UnitSpec, code_version
-from bench.store import DONE, FAILED, SPEC, file_digests, write_json_atomic
+from bench.store import DONE, FAILED, SPEC, clear_unclaimed, file_digests, unit_status, write_json_atomic
 from bench.study_types import Training
-from bench.testhooks import hold
+from bench.testhooks import hold, trace
 
 if TYPE_CHECKING:
     import torch
@@ -175,8 +177,9 @@ def _record_failure(spec: UnitSpec, path: Path, started: float, exc: BaseExcepti
 
 
 def run_unit(spec_data: dict[str, Any], directory: str, emit: Event | None = None) -> dict[str, Any]:
-    """Run one unit into ``directory``; returns ``{"status": "done" | "failed", ...}`` and never raises
-    (but for Ctrl-C / SIGTERM).
+    """Claim and run one unit into ``directory``; returns ``{"status": "done" | "failed" | "elsewhere", ...}``
+    (``elsewhere``: another invocation holds the unit's claim or has finished it) and never raises (but for
+    Ctrl-C / SIGTERM).
 
     Any error, a full disk included, ends as ``failed`` without a DONE.json: the unit is rerun by the next
     ``bench run``. DONE.json, written last and atomically, records the digests of the files it vouches for.
@@ -186,7 +189,25 @@ def run_unit(spec_data: dict[str, Any], directory: str, emit: Event | None = Non
     emit = emit or (lambda event: None)
     started = time.time()
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        claim = take_claim(path)
+    except OSError as exc:  # e.g. a full disk: the unit is not started
+        return _record_failure(spec, path, started, exc, emit)
+    if not isinstance(claim, Claim):  # another invocation trains it (bench/claims.py)
+        emit({"type": "end", "status": "elsewhere"})
+        return {"status": "elsewhere", "holder": claim}
+    try:
+        return _run_claimed(spec, path, started, emit)
+    finally:
+        claim.release()
+
+
+def _run_claimed(spec: UnitSpec, path: Path, started: float, emit: Event) -> dict[str, Any]:
+    if unit_status(path, spec.hash) == "done":  # finished by another invocation since this one planned
+        emit({"type": "end", "status": "elsewhere"})
+        return {"status": "elsewhere", "holder": None}
+    clear_unclaimed(path)  # what a killed holder left behind never mixes into this run
+    trace(f"train {spec.key} {os.getpid()}")  # for the tests that count trainings; nothing otherwise
+    try:
         write_json_atomic(path / SPEC, spec.to_json())
         emit({"type": "start", "epochs": spec.profile["epochs"]})
         hold(f"unit {spec.arm}/fold_{spec.fold}/seed_{spec.seed}")  # a kill test's pause point; returns at once otherwise

@@ -17,6 +17,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -122,14 +123,36 @@ def prepare_dataset(
     generate_progress: Progress | None = None,
     preprocess_progress: Progress | None = None,
 ) -> PreparedData:
-    """Resolve, validate and preprocess a dataset at the profile's size (cached)."""
+    """Resolve, validate and preprocess a dataset at the profile's size (cached).
+
+    One process at a time prepares data under a cache (an exclusive lock on ``<cache>/.prepare.lock``): two
+    ``bench run`` started together do not write the same cohort twice; the second finds it cached.
+    """
     from bench.data.preprocess import PREPROCESS_VERSION, preprocess_cases
 
-    manifest = resolve_manifest(name, options, profile, progress=generate_progress)
-    cases = read_manifest(manifest)
-    fingerprint = hashlib.sha256(
-        f"{manifest_fingerprint(cases)}|{profile.size}|{PREPROCESS_VERSION}".encode()
-    ).hexdigest()[:16]
-    cache_dir = cache_root() / "preprocessed" / f"{fingerprint}"
-    preprocess_cases(cases, profile.size, cache_dir, progress=preprocess_progress)
+    with _cache_lock(cache_root()):
+        manifest = resolve_manifest(name, options, profile, progress=generate_progress)
+        cases = read_manifest(manifest)
+        fingerprint = hashlib.sha256(
+            f"{manifest_fingerprint(cases)}|{profile.size}|{PREPROCESS_VERSION}".encode()
+        ).hexdigest()[:16]
+        cache_dir = cache_root() / "preprocessed" / f"{fingerprint}"
+        preprocess_cases(cases, profile.size, cache_dir, progress=preprocess_progress)
     return PreparedData(name, manifest, tuple(cases), fingerprint, cache_dir)
+
+
+@contextmanager
+def _cache_lock(root: Path):
+    """An exclusive advisory lock on the cache (``fcntl.flock``; no lock where the platform has none)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: one process at a time is the user's business
+        yield
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".prepare.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
