@@ -11,14 +11,14 @@ JOBS   ?= 2
 # pytest-xdist workers for `make test`; each trains with its share of the cores ($BENCH_CORES, tests/conftest.py)
 TEST_WORKERS ?= 2
 
-.PHONY: install latex demo test clean
+.PHONY: install latex cluster demo test clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH)"
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,postgres,slurm]'
 	touch $@
 
 demo: install
@@ -36,7 +36,19 @@ latex:
 	    || echo "could not install pdflatex; the LaTeX compilation test will be skipped"; \
 	fi
 
-test: install latex
+# The cluster tests start a real one-node SLURM (with accounting) and PostgreSQL (tests/cluster/*.sh). Under CI
+# (or with INSTALL_CLUSTER=1), as root on Debian, their packages are installed here (about 30 s); without them
+# (not root, no apt) those tests are skipped with their reason, except under CI, where they fail.
+CLUSTER_PACKAGES := slurm-wlm munge slurmdbd mariadb-server postgresql
+cluster:
+	@if { ! command -v slurmctld >/dev/null 2>&1 || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } \
+	    && [ -n "$$CI$$INSTALL_CLUSTER" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing SLURM, MariaDB and PostgreSQL for the cluster tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    $(CLUSTER_PACKAGES)) >/dev/null 2>&1 || echo "could not install the cluster packages"; \
+	fi
+
+test: install latex cluster
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
 

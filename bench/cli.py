@@ -330,9 +330,10 @@ def sync(study: str, runs_dir: Path, tracking_uri: str | None) -> None:
 @cli.command()
 @RUNS_OPTION
 @click.option("--port", default=5000, show_default=True)
-@click.option("--tracking-uri", default=None)
+@click.option("--tracking-uri", "--backend-store-uri", "tracking_uri", default=None,
+              help="The MLflow backend store (default: sqlite under --runs-dir), e.g. postgresql://user@host/mlflow.")
 def ui(runs_dir: Path, port: int, tracking_uri: str | None) -> None:
-    """Serve the MLflow UI for the runs on http://127.0.0.1:PORT."""
+    """Serve the MLflow UI for the runs on http://127.0.0.1:PORT (docs/cluster.md for a team server)."""
     import subprocess
 
     from bench.tracking import default_tracking_uri

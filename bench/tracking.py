@@ -66,7 +66,7 @@ def _open_experiment(tracking_uri: str, study: str, runs_root: Path):
     if experiment is not None:
         return client, experiment.experiment_id
     artifacts = None
-    if tracking_uri.startswith("sqlite:"):
+    if not tracking_uri.startswith(("http:", "https:", "databricks")):  # a database: artifacts beside the runs
         artifacts = (Path(runs_root).resolve() / "mlartifacts" / study).as_uri()
     return client, client.create_experiment(study, artifact_location=artifacts)
 
