@@ -8,8 +8,9 @@ this machine, on another node of a cluster, started at the same moment or later)
 skips the unit; its plan shows it as ``running``, and it never clears it as a partial unit.
 
 A claim whose holder is gone is stale and is taken over: on the same host as soon as its pid no longer
-runs (a SIGKILLed run, a crashed node's restart), from another host once its heartbeat is older than
-:data:`TIMEOUT_S` (``$BENCH_CLAIM_TIMEOUT``; a preempted SLURM task). The holder removes its claim when the
+runs (a SIGKILLed run, a crashed node's restart), from another host as soon as its SLURM job has left
+the queue (cancelled, preempted, out of time: ``squeue``), or once its heartbeat is older than
+:func:`claim_timeout` (``$BENCH_CLAIM_TIMEOUT``). The holder removes its claim when the
 unit ends, done or failed; DONE.json, written before, is what says a unit is finished.
 """
 
@@ -56,10 +57,34 @@ def _start_time(pid: int) -> str | None:
         return None
 
 
+def _slurm_job() -> str | None:
+    """This process's SLURM job (``<array job>_<task>`` for an array task), if it runs in one."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
+
+
+def _in_queue(job: str) -> bool | None:
+    """Whether SLURM still runs (or queues) ``job``; None when ``squeue`` cannot tell."""
+    import shutil
+    import subprocess
+
+    if shutil.which("squeue") is None:
+        return None
+    try:
+        proc = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        return False if "Invalid job id" in proc.stderr else None
+    return bool(proc.stdout.strip())
+
+
 def _holder_alive(record: dict[str, Any], path: Path) -> bool:
     if record.get("host") == socket.gethostname() and "pid" in record:
         pid = int(record["pid"])
         return alive(pid) and record.get("start_time") in (None, _start_time(pid))
+    if record.get("slurm_job") and _in_queue(record["slurm_job"]) is False:  # cancelled, preempted, ended
+        return False
     try:
         beat = max(float(record.get("heartbeat", 0)), path.stat().st_mtime)
     except OSError:
@@ -122,7 +147,7 @@ def take_claim(directory: Path) -> Claim | dict[str, Any]:
     directory.mkdir(parents=True, exist_ok=True)
     now = time.time()
     record = {"host": socket.gethostname(), "pid": os.getpid(), "start_time": _start_time(os.getpid()),
-              "token": uuid.uuid4().hex, "started": now, "heartbeat": now}
+              "slurm_job": _slurm_job(), "token": uuid.uuid4().hex, "started": now, "heartbeat": now}
     path, tmp = directory / CLAIM, _write_tmp(directory, record)
     try:
         for _ in range(5):

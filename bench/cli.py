@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from bench.cli_options import PROFILE_OPTION, RUNS_OPTION
+from bench.cli_options import PROFILE_OPTION, RUNS_OPTION, slurm_options, slurm_settings
 from bench.cli_options import console as _console
 from bench.errors import BenchError, Terminated
 
@@ -121,23 +121,33 @@ def check(study: str, profile: str | None) -> None:
 @RUNS_OPTION
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite under --runs-dir).")
 @click.option("--no-mlflow", is_flag=True, help="Do not mirror runs into MLflow (files are still written).")
+@slurm_options
+@click.option("--detach", is_flag=True, help="With --executor slurm: submit and return (bench status, bench sync later).")
 def run(study: str, profile: str | None, jobs: int, threads: int | None, arms: str | None, runs_dir: Path,
-        tracking_uri: str | None, no_mlflow: bool) -> None:
+        tracking_uri: str | None, no_mlflow: bool, executor: str, detach: bool, **slurm) -> None:
     """Train and evaluate every arm × fold × seed of a study; skips units already done.
 
     \b
     Rerunning after a crash or Ctrl-C trains only the missing units; a unit whose spec changed is
-    moved to runs/<study>/.stale/ and rerun.
-    Example: bench run --study smoke --profile smoke
+    moved to runs/<study>/.stale/ and rerun. Units another invocation is training are skipped.
+    Examples: bench run --study smoke --profile smoke
+              bench run --study comparison_seg --profile paper --executor slurm --gpus-per-unit 1 --time 600
     """
     from bench.orchestrate import run_study
     from bench.study import load_study
 
+    if detach and executor != "slurm":
+        raise click.UsageError("--detach needs --executor slurm")
     console = _console()
     loaded = load_study(study)
     summary = run_study(loaded, profile_name=profile, runs_root=runs_dir, jobs=jobs, threads=threads,
                         tracking_uri=tracking_uri, use_mlflow=not no_mlflow,
-                        arms=[a.strip() for a in arms.split(",")] if arms else None, console=console)
+                        arms=[a.strip() for a in arms.split(",")] if arms else None, console=console,
+                        slurm=slurm_settings(executor, **slurm), detach=detach)
+    if summary.submitted:
+        console.print(f"submitted {summary.submitted} unit(s) to SLURM; `bench status {loaded.name}` shows them, "
+                      f"`bench sync {loaded.name}` mirrors the finished ones into MLflow")
+        return
     console.print(f"{summary.trained} unit(s) trained, {summary.skipped} already done, {len(summary.failed)} failed "
                   f"in {summary.seconds:.1f} s; results in {runs_dir / loaded.name}")
     if summary.elsewhere:
@@ -164,17 +174,20 @@ def run(study: str, profile: str | None, jobs: int, threads: int | None, arms: s
 @RUNS_OPTION
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite under --runs-dir).")
 @click.option("--no-mlflow", is_flag=True, help="Do not mirror trials into MLflow.")
+@slurm_options
 def tune(study: str, profile: str | None, jobs: int, threads: int | None, storage_url: str | None, trials: int | None,
-         grace: int, runs_dir: Path, tracking_uri: str | None, no_mlflow: bool) -> None:
+         grace: int, runs_dir: Path, tracking_uri: str | None, no_mlflow: bool, executor: str, **slurm) -> None:
     """Search the loss weights of a study's tuned arm, nested in its outer folds (Optuna).
 
     \b
     For each outer fold, trials train on inner folds of that fold's training set only and are pruned on
     the inner validation objective. Best weights per outer fold go to runs/<study>/tune/best.json, which
     `bench run` uses for the arm that says `weights: tuned`. Interrupt and rerun to resume; several
-    workers (--jobs, or one `bench tune --storage URL` per machine) share one search.
+    workers (--jobs, or one `bench tune --storage URL` per machine, or --jobs SLURM tasks with
+    --executor slurm) share one search.
     Examples: bench tune --study tune_joint_beta --profile cpu --jobs 2
               bench tune --study tune_joint_beta --storage postgresql://user@db/optuna
+              bench tune --study tune_joint_beta --executor slurm --jobs 8 --storage postgresql://user@db/optuna
     """
     from bench.study import load_study
     from bench.tune_run import run_search
@@ -183,7 +196,7 @@ def tune(study: str, profile: str | None, jobs: int, threads: int | None, storag
     loaded = load_study(study)
     summary = run_search(loaded, profile_name=profile, runs_root=runs_dir, jobs=jobs, threads=threads,
                          storage_url=storage_url, tracking_uri=tracking_uri, use_mlflow=not no_mlflow, trials=trials,
-                         grace=grace, console=console)
+                         grace=grace, console=console, slurm=slurm_settings(executor, **slurm))
     record = summary.record
     console.print(f"{summary.ran} trial(s) run in {summary.seconds:.1f} s; results in {summary.directory}")
     searched = list(summary.search.space)

@@ -80,7 +80,22 @@ def status(study: str, profile: str | None, runs_dir: Path) -> None:
     click.echo(_render(table))
     for unit in plan.running:
         holder = live_claim(unit.directory) or {}
-        click.echo(f"running: {unit.spec.key} on {holder.get('host', '?')} (pid {holder.get('pid', '?')})")
+        where = f"SLURM task {holder['slurm_job']}, " if holder.get("slurm_job") else ""
+        click.echo(f"running: {unit.spec.key} ({where}{holder.get('host', '?')}, pid {holder.get('pid', '?')})")
+    _slurm_lines(plan.study_root / "slurm")
+
+
+def _slurm_lines(folder: Path) -> None:
+    """The SLURM arrays submitted for the study, each task's state from ``sacct``."""
+    from collections import Counter
+
+    from bench.slurm import job_states, recorded_tasks
+
+    arrays = recorded_tasks(folder)
+    states = job_states(list(arrays))
+    for job, tasks in arrays.items():
+        counts = Counter(states.get(f"{job}_{i}", "unknown to sacct") for i in range(len(tasks)))
+        click.echo(f"SLURM array {job}: {len(tasks)} task(s): " + ", ".join(f"{n} {s}" for s, n in counts.most_common()))
 
 
 def _render(table) -> str:

@@ -20,6 +20,7 @@ class RunSummary:
     skipped: int = 0
     trained: int = 0
     elsewhere: int = 0  # units another invocation was training (claimed) or finished meanwhile
+    submitted: int = 0  # units handed to SLURM by a detached invocation
     failed: list[tuple[str, str, Path]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -38,6 +39,18 @@ def prepare(study: Study, profile, console: Console):
     return prepare_dataset(study.dataset.name, study.dataset.options, profile, generate_progress=gen, preprocess_progress=pre)
 
 
+def _on_slurm(plan, slurm, detach: bool, console: Console, on_event, on_result) -> int:
+    """Submit the pending units as one job array; wait for it unless ``detach`` (then: how many were submitted)."""
+    from bench.slurm import submit_units, wait_units
+
+    jobs = submit_units(plan.pending, plan.study_root / "slurm", slurm, name=f"bench-{plan.study.name}")
+    console.print(f"submitted SLURM array job {str(jobs[0].job_id).split('_')[0]}: {len(jobs)} task(s)")
+    if detach:
+        return len(jobs)
+    wait_units(plan.pending, jobs, on_result, on_event)
+    return 0
+
+
 def run_study(
     study: Study,
     *,
@@ -49,7 +62,11 @@ def run_study(
     use_mlflow: bool = True,
     arms: Sequence[str] | None = None,
     console: Console | None = None,
+    slurm=None,
+    detach: bool = False,
 ) -> RunSummary:
+    """Plan the study, train what is pending (locally with ``jobs`` processes, or as a SLURM job array when
+    ``slurm`` holds :class:`bench.slurm.SlurmOptions`), mirror finished units into MLflow."""
     from bench.executors import default_threads, execute
     from bench.progress import UnitProgress
     from bench.runner import make_plan, tidy_pending
@@ -113,8 +130,12 @@ def run_study(
                             tracker.log_unit(unit.directory)
                     bars.unit_finished(failed)
 
-                execute(plan.pending, jobs=jobs, threads=threads or default_threads(jobs),
-                        on_event=lambda unit, event: bars.event(unit.spec.key, event), on_result=on_result)
+                on_event = lambda unit, event: bars.event(unit.spec.key, event)  # noqa: E731
+                if slurm is None:
+                    execute(plan.pending, jobs=jobs, threads=threads or default_threads(jobs), on_event=on_event,
+                            on_result=on_result)
+                else:
+                    summary.submitted = _on_slurm(plan, slurm, detach, console, on_event, on_result)
             end.status = "FAILED" if summary.failed else "FINISHED"
     summary.seconds = time.perf_counter() - start
     return summary

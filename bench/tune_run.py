@@ -202,11 +202,34 @@ def _run_workers(p: _Prepared, *, jobs: int, threads: int, grace: int, refresh: 
                          "resume: its running trial is failed and re-queued after the grace period")
 
 
+def _run_slurm_workers(p: _Prepared, *, jobs: int, grace: int, refresh: Callable[[], None], slurm, console,
+                       name: str) -> None:
+    """Step 4 on SLURM: ``jobs`` workers as one job array on the search's (server) storage, waited for."""
+    from bench.slurm import POLL_S, submit_workers
+
+    tasks = submit_workers(p.search.to_json(), p.url, grace, count=jobs, folder=p.directory / "slurm", options=slurm,
+                           name=name)
+    console.print(f"submitted SLURM array job {str(tasks[0].job_id).split('_')[0]}: {len(tasks)} tuning worker(s)")
+    while not all(task.done() for task in tasks):
+        time.sleep(POLL_S)
+        refresh()
+    dead = []
+    for i, task in enumerate(tasks):
+        try:
+            task.result()
+        except Exception as exc:  # noqa: BLE001 - a task that failed, was cancelled or ran out of time
+            dead.append(f"worker {i} (SLURM task {task.job_id}) ended {task.state}: {str(exc).strip()[-300:]}")
+    if dead:
+        raise BenchError("; ".join(dead) + "; rerun the same command to resume: a running trial of a dead worker "
+                         "is failed and re-queued after the grace period")
+
+
 def run_search(study, *, profile_name: str | None, runs_root: Path, jobs: int = 1, threads: int | None = None,
                storage_url: str | None = None, tracking_uri: str | None = None, use_mlflow: bool = True,
-               trials: int | None = None, grace: int = DEFAULT_GRACE, console=None) -> SearchSummary:
-    """Prepare, announce, open the mirror, run the workers (see :func:`bench.tuning.work`), then export the
-    results and mark the mirror's search run FINISHED, KILLED or FAILED."""
+               trials: int | None = None, grace: int = DEFAULT_GRACE, console=None, slurm=None) -> SearchSummary:
+    """Prepare, announce, open the mirror, run the workers (see :func:`bench.tuning.work`; ``jobs`` SLURM tasks
+    when ``slurm`` holds :class:`bench.slurm.SlurmOptions`), then export the results and mark the mirror's
+    search run FINISHED, KILLED or FAILED."""
     from rich.console import Console
 
     from bench.progress import TrialProgress
@@ -234,8 +257,12 @@ def run_search(study, *, profile_name: str | None, runs_root: Path, jobs: int = 
                 bars.update(p.finished(), _best_text(p.search, p.studies))
                 _mirror(tracker, p.search, p.storage)
 
-            _run_workers(p, jobs=jobs, threads=threads or default_threads(jobs), grace=grace, refresh=refresh,
-                         on_epoch=bars.epoch)
+            if slurm is None:
+                _run_workers(p, jobs=jobs, threads=threads or default_threads(jobs), grace=grace, refresh=refresh,
+                             on_epoch=bars.epoch)
+            else:
+                _run_slurm_workers(p, jobs=jobs, grace=grace, refresh=refresh, slurm=slurm, console=console,
+                                   name=f"bench-tune-{study.name}")
             refresh()
     return SearchSummary(p.search, exported["record"], p.finished() - done_before, time.perf_counter() - start, p.directory)
 

@@ -33,8 +33,8 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     """Tests that read the session's smoke runs share one xdist worker (`--dist loadgroup`), so the nine units
     are trained once, not once per worker."""
-    for item in items:
-        if "smoke_runs" in getattr(item, "fixturenames", ()):
+    for item in items:  # the SLURM tests too: one cluster per session, and they compare with the smoke runs
+        if {"smoke_runs", "slurm"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.xdist_group("smoke_runs"))
 
 
@@ -189,3 +189,27 @@ def postgres(tmp_path_factory):
     urls = dict(zip(("optuna", "mlflow"), started.stdout.split()))
     yield urls
     subprocess.run(["bash", str(CLUSTER_SCRIPTS / "stop-pg.sh")], env=env, capture_output=True, timeout=600)
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A real one-node SLURM cluster with accounting (tests/cluster/start-slurm.sh: munged, MariaDB, slurmdbd,
+    slurmctld, slurmd on free ports): the environment (``SLURM_CONF``) for commands that use it. Every daemon
+    is stopped by its PID file at the end."""
+    import shutil
+    import subprocess
+
+    require_cluster_tool("SLURM", all(shutil.which(tool) or Path("/usr/sbin", tool).exists()
+                                      for tool in ("slurmctld", "slurmd", "slurmdbd", "munged", "mariadbd"))
+                         and os.geteuid() == 0)
+    root = tmp_path_factory.mktemp("slurm")
+    env = {**os.environ, "SLURM_ROOT": str(root), "SLURM_CTLD_PORT": str(free_port()),
+           "SLURM_SLURMD_PORT": str(free_port()), "SLURM_DBD_PORT": str(free_port()), "SLURM_MYSQL_PORT": str(free_port())}
+    started = subprocess.run(["bash", str(CLUSTER_SCRIPTS / "start-slurm.sh")], env=env, capture_output=True, text=True,
+                             timeout=600)
+    env["SLURM_CONF"] = str(root / "etc" / "slurm.conf")
+    try:
+        assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-3000:]
+        yield env
+    finally:
+        subprocess.run(["bash", str(CLUSTER_SCRIPTS / "stop-slurm.sh")], env=env, capture_output=True, timeout=600)
