@@ -39,6 +39,37 @@ def prepare(study: Study, profile, console: Console):
     return prepare_dataset(study.dataset.name, study.dataset.options, profile, generate_progress=gen, preprocess_progress=pre)
 
 
+def _train_pending(plan, summary: RunSummary, tracker, console: Console, *, jobs: int, threads: int | None, slurm,
+                   detach: bool) -> None:
+    """Train the plan's pending units (locally or on SLURM) with progress bars; each finished unit is mirrored."""
+    from bench.executors import default_threads, execute
+    from bench.progress import UnitProgress
+
+    with UnitProgress(console, len(plan.pending), f"{plan.study.name}: units") as bars:
+        def on_result(unit, result):
+            if result["status"] == "elsewhere":  # claimed by another invocation after this one planned
+                summary.elsewhere += 1
+                bars.unit_finished(False)
+                return
+            failed = result["status"] != "done"
+            if failed:
+                summary.failed.append((unit.spec.key, result.get("error", "?"), unit.directory))
+            else:
+                summary.trained += 1
+                if tracker:
+                    tracker.log_unit(unit.directory)
+            bars.unit_finished(failed)
+
+        def on_event(unit, event):
+            bars.event(unit.spec.key, event)
+
+        if slurm is None:
+            execute(plan.pending, jobs=jobs, threads=threads or default_threads(jobs), on_event=on_event,
+                    on_result=on_result)
+        else:
+            summary.submitted = _on_slurm(plan, slurm, detach, console, on_event, on_result)
+
+
 def _on_slurm(plan, slurm, detach: bool, console: Console, on_event, on_result) -> int:
     """Submit the pending units as one job array; wait for it unless ``detach`` (then: how many were submitted)."""
     from bench.slurm import submit_units, wait_units
@@ -67,8 +98,6 @@ def run_study(
 ) -> RunSummary:
     """Plan the study, train what is pending (locally with ``jobs`` processes, or as a SLURM job array when
     ``slurm`` holds :class:`bench.slurm.SlurmOptions`), mirror finished units into MLflow."""
-    from bench.executors import default_threads, execute
-    from bench.progress import UnitProgress
     from bench.runner import make_plan, tidy_pending
     from bench.tasks import get_task
 
@@ -115,27 +144,7 @@ def run_study(
         elif not plan.pending:
             console.print("every unit is done or being trained by another invocation; nothing to train here")
         else:
-            with UnitProgress(console, len(plan.pending), f"{study.name}: units") as bars:
-                def on_result(unit, result):
-                    if result["status"] == "elsewhere":  # claimed by another invocation after this one planned
-                        summary.elsewhere += 1
-                        bars.unit_finished(False)
-                        return
-                    failed = result["status"] != "done"
-                    if failed:
-                        summary.failed.append((unit.spec.key, result.get("error", "?"), unit.directory))
-                    else:
-                        summary.trained += 1
-                        if tracker:
-                            tracker.log_unit(unit.directory)
-                    bars.unit_finished(failed)
-
-                on_event = lambda unit, event: bars.event(unit.spec.key, event)  # noqa: E731
-                if slurm is None:
-                    execute(plan.pending, jobs=jobs, threads=threads or default_threads(jobs), on_event=on_event,
-                            on_result=on_result)
-                else:
-                    summary.submitted = _on_slurm(plan, slurm, detach, console, on_event, on_result)
+            _train_pending(plan, summary, tracker, console, jobs=jobs, threads=threads, slurm=slurm, detach=detach)
             end.status = "FAILED" if summary.failed else "FINISHED"
     summary.seconds = time.perf_counter() - start
     return summary

@@ -79,3 +79,18 @@ def test_no_module_imports_a_private_name_of_another():
 def test_the_cycle_finder_finds_a_planted_cycle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_file_over_450_lines_and_no_function_over_80():
+    """The sizes the architecture review set (a file you can read, a function that does one thing)."""
+    long_files, long_functions = [], []
+    for package in ("bench", "baselines", "methods"):
+        for path in (ROOT / package).rglob("*.py"):
+            text = path.read_text()
+            if text.count("\n") > 450:
+                long_files.append(f"{path.relative_to(ROOT)}: {text.count(chr(10))} lines")
+            for node in ast.walk(ast.parse(text)):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                    long_functions.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: "
+                                          f"{node.end_lineno - node.lineno + 1} lines")
+    assert not long_files and not long_functions, long_files + long_functions
