@@ -1,5 +1,6 @@
-"""PostgreSQL as the shared store, for real: `bench tune` workers on one Optuna storage, MLflow runs in a
-PostgreSQL backend store, listed by `bench ui --backend-store-uri` (a server started by the test)."""
+"""PostgreSQL as MLflow's backend store, for real: runs synced into it are listed by `bench ui
+--backend-store-uri` (a server started by the test). Tuning workers on a PostgreSQL Optuna storage:
+tests/test_slurm_e2e.py."""
 
 from __future__ import annotations
 
@@ -12,35 +13,13 @@ from pathlib import Path
 
 from conftest import REPO, free_port
 
-from bench.soak import tune_study
-
 BENCH = str(Path(sys.executable).with_name("bench"))
-TRIALS = 3
 
 
 def _bench(*args) -> subprocess.CompletedProcess:
     proc = subprocess.run([BENCH, *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=3600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
-
-
-def test_two_tuning_workers_share_a_postgresql_storage_without_repeating_a_trial(tmp_path, postgres):
-    from bench.tuning import Search, make_storage, open_fold_study
-
-    study = tmp_path / "tune_pg.yaml"
-    study.write_text(tune_study(TRIALS))
-    runs = tmp_path / "runs"
-    _bench("tune", "--study", study, "--profile", "smoke", "--jobs", 2, "--runs-dir", runs, "--no-mlflow",
-           "--storage", postgres["optuna"])
-    search = Search.from_json(json.loads((runs / "tune_pg" / "tune" / "search.json").read_text()))
-    storage = make_storage(postgres["optuna"])
-    for fold in range(search.folds):
-        trials = [t for t in open_fold_study(search, storage, fold).get_trials() if not t.user_attrs.get("bench.surplus")]
-        assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == TRIALS == len(trials)  # the budget, exactly
-        weights = [tuple(sorted(t.params.items())) for t in trials]
-        assert len(set(weights)) == len(weights)  # no trial twice
-    best = json.loads((runs / "tune_pg" / "tune" / "best.json").read_text())
-    assert all(best["folds"][str(k)]["done"] for k in range(search.folds))
 
 
 def test_mlflow_runs_logged_to_postgresql_are_listed_by_bench_ui(tmp_path, smoke_runs, postgres):
