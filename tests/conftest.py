@@ -30,10 +30,13 @@ def pytest_configure(config):
         torch.set_num_threads(int(os.environ["BENCH_CORES"]))
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups (`--dist loadgroup`)
 def pytest_collection_modifyitems(config, items):
-    """Tests that read the session's smoke runs share one xdist worker (`--dist loadgroup`), so the nine units
-    are trained once, not once per worker."""
-    for item in items:  # the SLURM tests too: one cluster per session, and they compare with the smoke runs
+    """Tests that read the session's smoke runs (and the SLURM tests, which compare with them) form one xdist
+    group, meant for one worker. With pytest-xdist 3.8 on this pytest the group reaches `item._nodeid` but not
+    `item.nodeid`, so the scheduler spreads them: each worker then builds its own session fixtures (the smoke
+    runs, a SLURM cluster on free ports) — correct, only slower."""
+    for item in items:
         if {"smoke_runs", "slurm"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.xdist_group("smoke_runs"))
 
