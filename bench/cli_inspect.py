@@ -3,7 +3,6 @@ registered on :mod:`bench.cli`. Heavy imports live inside the commands so ``benc
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -59,6 +58,7 @@ def status(study: str, profile: str | None, runs_dir: Path) -> None:
     Read from the run directories (a running unit is one a live invocation has claimed).
     Example: bench status comparison_seg --profile cpu
     """
+    from rich.console import Console
     from rich.table import Table
 
     from bench.claims import live_claim
@@ -77,7 +77,7 @@ def status(study: str, profile: str | None, runs_dir: Path) -> None:
     for arm in loaded.arms:
         units = [u for u in plan.units if u.spec.arm == arm.name]
         table.add_row(arm.name, *(str(sum(u.status == s for u in units)) for s in states))
-    click.echo(_render(table))
+    Console(width=120).print(table)  # stdout; plain text when it is not a terminal
     for unit in plan.running:
         holder = live_claim(unit.directory) or {}
         where = f"SLURM task {holder['slurm_job']}, " if holder.get("slurm_job") else ""
@@ -96,11 +96,3 @@ def _slurm_lines(folder: Path) -> None:
     for job, tasks in arrays.items():
         counts = Counter(states.get(f"{job}_{i}", "unknown to sacct") for i in range(len(tasks)))
         click.echo(f"SLURM array {job}: {len(tasks)} task(s): " + ", ".join(f"{n} {s}" for s, n in counts.most_common()))
-
-
-def _render(table) -> str:
-    from rich.console import Console
-
-    console = Console(width=120, record=True, file=open(os.devnull, "w"))  # noqa: SIM115 - closed with the console
-    console.print(table)
-    return console.export_text()

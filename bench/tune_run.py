@@ -175,6 +175,10 @@ def _tracker(study, runs_root: Path, tracking_uri: str | None, p: _Prepared, con
     return tracker
 
 
+RESUME_HINT = ("rerun the same command to resume: a dead worker's running trial is failed and re-queued after the "
+               "grace period")
+
+
 def _run_workers(p: _Prepared, *, jobs: int, threads: int, grace: int, refresh: Callable[[], None], on_epoch) -> None:
     """Step 4: one worker in this process, or ``jobs`` independent processes (one dying, e.g. killed for
     memory, leaves the others working) while this one refreshes the progress and the mirror."""
@@ -198,8 +202,7 @@ def _run_workers(p: _Prepared, *, jobs: int, threads: int, grace: int, refresh: 
         raise KeyboardInterrupt
     dead = [f"worker {i} exited with status {w.exitcode}" for i, w in enumerate(workers) if w.exitcode]
     if dead:
-        raise BenchError(f"{'; '.join(dead)} (its error is printed above); rerun the same command to "
-                         "resume: its running trial is failed and re-queued after the grace period")
+        raise BenchError(f"{'; '.join(dead)} (its error is printed above); {RESUME_HINT}")
 
 
 def _run_slurm_workers(p: _Prepared, *, jobs: int, grace: int, refresh: Callable[[], None], slurm, console,
@@ -220,8 +223,7 @@ def _run_slurm_workers(p: _Prepared, *, jobs: int, grace: int, refresh: Callable
         except Exception as exc:  # noqa: BLE001 - a task that failed, was cancelled or ran out of time
             dead.append(f"worker {i} (SLURM task {task.job_id}) ended {task.state}: {str(exc).strip()[-300:]}")
     if dead:
-        raise BenchError("; ".join(dead) + "; rerun the same command to resume: a running trial of a dead worker "
-                         "is failed and re-queued after the grace period")
+        raise BenchError(f"{'; '.join(dead)}; {RESUME_HINT}")
 
 
 def run_search(study, *, profile_name: str | None, runs_root: Path, jobs: int = 1, threads: int | None = None,
