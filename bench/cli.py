@@ -306,9 +306,10 @@ def report(study: str | None, all_studies: bool, runs_dir: Path, out: Path) -> N
         raise BenchError("give either a STUDY or --all")
     names = [s for s in study_paths() if splits_file(runs_dir, s).exists()] if all_studies else [study]
     for name in names:
-        _warn_corrupt(runs_dir / name)
-        result = build_report(load_study(name, check_methods=False), runs_dir, out)
-        click.echo(f"{name}: wrote {len(result.files)} files to {result.directory}")
+        loaded = load_study(name, check_methods=False)
+        _warn_corrupt(runs_dir / loaded.name)
+        result = build_report(loaded, runs_dir, out)
+        click.echo(f"{loaded.name}: wrote {len(result.files)} files to {result.directory}")
 
 
 def _warn_corrupt(study_root: Path) -> None:

@@ -30,15 +30,38 @@ def pytest_configure(config):
         torch.set_num_threads(int(os.environ["BENCH_CORES"]))
 
 
+SESSION_GROUPS = {"smoke_runs": "smoke_runs", "slurm": "smoke_runs"}
+
+
+def _xdist_groups(item) -> set[str]:
+    """The session's smoke runs (with the SLURM tests, which compare with them and share one cluster), and each
+    module whose tests share a module-scoped fixture (a generated cohort, the joint-model studies' runs)."""
+    groups = {SESSION_GROUPS[name] for name in getattr(item, "fixturenames", ()) if name in SESSION_GROUPS}
+    fixtures = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    if any(defs and defs[-1].scope == "module" for defs in fixtures.values()):
+        groups.add(item.module.__name__)
+    return groups
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups (`--dist loadgroup`)
 def pytest_collection_modifyitems(config, items):
-    """Tests that read the session's smoke runs (and the SLURM tests, which compare with them) form one xdist
-    group, meant for one worker. With pytest-xdist 3.8 on this pytest the group reaches `item._nodeid` but not
-    `item.nodeid`, so the scheduler spreads them: each worker then builds its own session fixtures (the smoke
-    runs, a SLURM cluster on free ports) — correct, only slower."""
+    """Tests that share an expensive fixture form one xdist group, so that one worker builds it once
+    (:func:`_xdist_groups`). pytest-xdist 3.8 writes the group into ``item._nodeid``; from pytest 9 the node id
+    lives in ``item._id``, so :func:`pytest_collection_finish` carries it over (else the scheduler never sees a
+    group and each worker builds the fixture again)."""
     for item in items:
-        if {"smoke_runs", "slurm"} & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("smoke_runs"))
+        for group in sorted(_xdist_groups(item)):
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's worker sends the collected ids to the scheduler
+def pytest_collection_finish(session):
+    for item in session.items:
+        grouped = getattr(item, "_nodeid", None)
+        if isinstance(grouped, str) and "@" in grouped and "@" not in item.nodeid and hasattr(item, "_id"):
+            from _pytest.nodeid import NodeId
+
+            item._id = NodeId.parse(grouped)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -121,6 +144,15 @@ def bench_cli(capsys, monkeypatch):
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+def study_with_folds(directory: Path, study: str, folds: int) -> Path:
+    """A shipped study with every field kept but the number of folds: the study tests check each table's arms,
+    columns and files, which do not depend on how many folds fill them, at 2/5 of the training."""
+    path = directory / "studies" / f"{study}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"include: {REPO / 'studies' / (study + '.yaml')}\nfolds: {folds}\n")
+    return path
 
 
 def held_env(point: str, marker: Path) -> dict[str, str]:

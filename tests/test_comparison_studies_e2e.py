@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO
+from conftest import REPO, study_with_folds
 
 from bench.study import load_study
 
@@ -22,6 +22,7 @@ STUDIES = {
     "comparison_cls": (["ResNet34", "ResNet50", "ResNet101", "ResNet152", "DenseNet121", "SENet50", "Joint Model"],
                        ["acc", "sn", "sp", "auc"]),
 }
+FOLDS = 2  # the layout and the files do not depend on the number of folds (the shipped studies have 5)
 
 
 @pytest.mark.parametrize("study", list(STUDIES))
@@ -35,13 +36,14 @@ def test_profiles_of_the_comparison_studies(study):
 @pytest.mark.parametrize("study", list(STUDIES))
 def test_comparison_study_runs_on_smoke_with_the_paper_table_layout(tmp_path, study):
     runs, reports = tmp_path / "runs", tmp_path / "reports"
-    for args in (["run", "--study", study, "--profile", "smoke", "--jobs", "2", "--runs-dir", str(runs), "--no-mlflow"],
-                 ["report", study, "--runs-dir", str(runs), "--out", str(reports)]):
+    path = str(study_with_folds(tmp_path, study, FOLDS))
+    for args in (["run", "--study", path, "--profile", "smoke", "--jobs", "2", "--runs-dir", str(runs), "--no-mlflow"],
+                 ["report", path, "--runs-dir", str(runs), "--out", str(reports)]):
         proc = subprocess.run([BENCH, *args], cwd=REPO, capture_output=True, text=True, timeout=3600)
         assert proc.returncode == 0, proc.stderr[-3000:]
     labels, metrics = STUDIES[study]
     table = pd.read_csv(reports / study / "table.csv")
-    assert list(table["label"]) == labels and (table["n_folds"] == 5).all()
+    assert list(table["label"]) == labels and (table["n_folds"] == FOLDS).all()
     for metric in metrics:
         assert table[f"{metric}_mean"].notna().all(), metric
     header = (reports / study / "table.md").read_text().splitlines()[0]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO
+from conftest import REPO, study_with_folds
 
 from bench.study import load_study
 
@@ -26,6 +26,7 @@ STUDIES = {
     "uml_ablation": (["MD", "MD + UN", "MD + UI", "MD + UN + UI (UML)"], "full"),
     "uml_loss_terms": (["0.5 L_cls", "0.5 L_cls + 0.4 L_seg", "0.5 L_cls + 0.4 L_seg + 0.1 L_mut"], "all_terms"),
 }
+FOLDS = 2  # the layout and the files do not depend on the number of folds (the shipped studies have 5)
 
 
 @pytest.mark.parametrize("study", list(STUDIES))
@@ -38,8 +39,9 @@ def test_the_uml_studies_load_with_their_reference(study):
 
 
 def _run(study: str, runs: Path, reports: Path) -> Path:
-    for args in (["run", "--study", study, "--profile", "smoke", "--jobs", "2", "--runs-dir", str(runs), "--no-mlflow"],
-                 ["report", study, "--runs-dir", str(runs), "--out", str(reports)]):
+    path = str(study_with_folds(runs.parent, study, FOLDS))
+    for args in (["run", "--study", path, "--profile", "smoke", "--jobs", "2", "--runs-dir", str(runs), "--no-mlflow"],
+                 ["report", path, "--runs-dir", str(runs), "--out", str(reports)]):
         proc = subprocess.run([BENCH, *args], cwd=REPO, capture_output=True, text=True, timeout=3600)
         assert proc.returncode == 0, proc.stderr[-3000:]
     return reports / study
@@ -47,7 +49,7 @@ def _run(study: str, runs: Path, reports: Path) -> Path:
 
 def _table(out: Path, study: str) -> pd.DataFrame:
     table = pd.read_csv(out / "table.csv")
-    assert list(table["label"]) == STUDIES[study][0] and (table["n_folds"] == 5).all()
+    assert list(table["label"]) == STUDIES[study][0] and (table["n_folds"] == FOLDS).all()
     return table
 
 
