@@ -96,6 +96,10 @@ def test_holm_and_bh_against_hand_values_and_statsmodels():
     assert math.isnan(out[1]) and out[0] == pytest.approx(0.02) and out[2] == pytest.approx(0.04)
     with pytest.raises(BenchError):
         adjust(p, "bonferonni")
+    rng = np.random.default_rng(5)  # bench's own Holm: statsmodels' numbers to the bit, ties and caps at 1 included
+    for m in (1, 2, 7, 40):
+        many = np.round(rng.uniform(0, 0.6, m), 2)
+        assert np.array_equal(adjust(many, "holm"), multipletests(many, method="holm")[1])
 
 
 def test_wilcoxon_matches_scipy_and_ci_brackets_effect():
@@ -155,6 +159,21 @@ def test_cluster_bootstrap_auc_resamples_patients_not_scans():
     assert cluster_bootstrap_auc(y2, s2, patients, n_boot=500) == pytest.approx((auc, low, high))
     _, naive_low, naive_high = cluster_bootstrap_auc(y2, s2, np.arange(80), n_boot=500)
     assert naive_high - naive_low < 0.8 * (high - low)
+
+
+def test_rank_auc_equals_sklearn_with_ties_and_by_hand():
+    from bench.stats import rank_auc
+
+    # by hand: positives 0.8, 0.4 and negatives 0.4, 0.1 → pairs (0.8>0.4, 0.8>0.1, 0.4=0.4 counts ½, 0.4>0.1) = 3.5/4
+    assert rank_auc([1, 1, 0, 0], [0.8, 0.4, 0.4, 0.1]) == 0.875
+    rng = np.random.default_rng(7)
+    for n in (5, 40, 131):
+        y = rng.integers(0, 2, n)
+        y[:2] = (0, 1)
+        s = np.round(rng.normal(y * 0.5, 1.0), 1)  # rounded: many ties
+        assert rank_auc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    with pytest.raises(ValueError, match="both classes"):
+        rank_auc([0, 0], [0.1, 0.2])
 
 
 def test_cluster_bootstrap_auc_of_a_perfect_ranking_is_one_and_one_class_is_refused():
