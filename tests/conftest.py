@@ -30,13 +30,13 @@ def pytest_configure(config):
         torch.set_num_threads(int(os.environ["BENCH_CORES"]))
 
 
-SESSION_GROUPS = {"smoke_runs": "smoke_runs", "slurm": "smoke_runs"}
+SMOKE_GROUP = {"smoke_runs", "slurm"}  # the fixtures of the "smoke_runs" group
 
 
 def _xdist_groups(item) -> set[str]:
     """The session's smoke runs (with the SLURM tests, which compare with them and share one cluster), and each
     module whose tests share a module-scoped fixture (a generated cohort, the joint-model studies' runs)."""
-    groups = {SESSION_GROUPS[name] for name in getattr(item, "fixturenames", ()) if name in SESSION_GROUPS}
+    groups = {"smoke_runs"} if SMOKE_GROUP & set(getattr(item, "fixturenames", ())) else set()
     fixtures = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
     if any(defs and defs[-1].scope == "module" for defs in fixtures.values()):
         groups.add(item.module.__name__)
@@ -146,7 +146,10 @@ def bench_cli(capsys, monkeypatch):
     return run
 
 
-def study_with_folds(directory: Path, study: str, folds: int) -> Path:
+STUDY_TEST_FOLDS = 2  # the study tests' folds: layout and files do not depend on the number (shipped: 5)
+
+
+def study_with_folds(directory: Path, study: str, folds: int = STUDY_TEST_FOLDS) -> Path:
     """A shipped study with every field kept but the number of folds: the study tests check each table's arms,
     columns and files, which do not depend on how many folds fill them, at 2/5 of the training."""
     path = directory / "studies" / f"{study}.yaml"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, study_with_folds
+from conftest import REPO, STUDY_TEST_FOLDS, study_with_folds
 
 from bench.study import load_study
 
@@ -22,7 +22,7 @@ STUDIES = {
     "comparison_cls": (["ResNet34", "ResNet50", "ResNet101", "ResNet152", "DenseNet121", "SENet50", "Joint Model"],
                        ["acc", "sn", "sp", "auc"]),
 }
-FOLDS = 2  # the layout and the files do not depend on the number of folds (the shipped studies have 5)
+FOLDS = STUDY_TEST_FOLDS
 
 
 @pytest.mark.parametrize("study", list(STUDIES))

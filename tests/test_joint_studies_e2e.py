@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, study_with_folds
+from conftest import REPO, STUDY_TEST_FOLDS, study_with_folds
 
 pytestmark = pytest.mark.slow
 BENCH = str(Path(sys.executable).with_name("bench"))
@@ -23,7 +23,7 @@ STUDIES = {
     "ablation_cross_loss": (["w/o cross loss", "Joint Model", "cross loss into seg", "paper gradients"],
                             ["dsc", "ppv", "tpr", "vd", "acc", "sn", "sp", "auc"]),
 }
-FOLDS = 2  # the layout and the files do not depend on the number of folds (the shipped studies have 5)
+FOLDS = STUDY_TEST_FOLDS
 
 
 @pytest.fixture(scope="module")

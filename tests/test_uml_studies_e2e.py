@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, study_with_folds
+from conftest import REPO, STUDY_TEST_FOLDS, study_with_folds
 
 from bench.study import load_study
 
@@ -26,7 +26,7 @@ STUDIES = {
     "uml_ablation": (["MD", "MD + UN", "MD + UI", "MD + UN + UI (UML)"], "full"),
     "uml_loss_terms": (["0.5 L_cls", "0.5 L_cls + 0.4 L_seg", "0.5 L_cls + 0.4 L_seg + 0.1 L_mut"], "all_terms"),
 }
-FOLDS = 2  # the layout and the files do not depend on the number of folds (the shipped studies have 5)
+FOLDS = STUDY_TEST_FOLDS
 
 
 @pytest.mark.parametrize("study", list(STUDIES))
