@@ -8,8 +8,6 @@ downsamplings) so that Table 3 compares the two at matched width.
 
 from __future__ import annotations
 
-from monai.networks.nets import AttentionUnet
-
 from baselines.unet import SEGMENTATION, UNET_CHANNELS
 from bench.nn.widths import scaled_channels
 from bench.outputs import SegmentationNet
@@ -21,6 +19,8 @@ __all__ = ["attention_unet"]
 @register_method("attention_unet", **SEGMENTATION)
 def attention_unet(in_channels: int, num_classes: int, spatial_size: int, width: float):
     """3D Attention U-Net (MONAI), attention-gated skips, 1-channel sigmoid lesion output."""
+    from monai.networks.nets import AttentionUnet
+
     net = AttentionUnet(
         spatial_dims=3,
         in_channels=in_channels,

@@ -8,8 +8,6 @@ bottleneck factor stays 4. No pretrained weights.
 
 from __future__ import annotations
 
-from monai.networks.nets import DenseNet121
-
 from baselines.resnet import CLASSIFICATION
 from bench.nn.widths import scaled_channels
 from bench.outputs import ClassificationNet
@@ -21,6 +19,8 @@ __all__ = ["densenet121"]
 @register_method("densenet121", **CLASSIFICATION)
 def densenet121(in_channels: int, num_classes: int, spatial_size: int, width: float):
     """3D DenseNet121 (MONAI), width-scaled stem and growth rate, softmax over {MS, NMOSD}."""
+    from monai.networks.nets import DenseNet121
+
     init_features, growth_rate = scaled_channels((64, 32), width)
     net = DenseNet121(spatial_dims=3, in_channels=in_channels, out_channels=num_classes,
                       init_features=init_features, growth_rate=growth_rate)

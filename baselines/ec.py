@@ -13,9 +13,6 @@ selects the basic-block ResNet34.
 
 from __future__ import annotations
 
-from monai.networks.nets import resnet34 as monai_resnet34
-from monai.networks.nets import resnet50 as monai_resnet50
-
 from baselines.resnet import resnet3d
 from bench.errors import ConfigError
 from bench.evidential import EvidentialClassificationLoss
@@ -23,7 +20,7 @@ from bench.registry import register_method
 
 __all__ = ["ec"]
 
-_BACKBONES = {"resnet34": monai_resnet34, "resnet50": monai_resnet50}
+_BACKBONES = ("resnet34", "resnet50")
 
 
 @register_method("ec", kind="cls", loss=EvidentialClassificationLoss)
@@ -31,4 +28,4 @@ def ec(in_channels: int, num_classes: int, spatial_size: int, width: float, *, b
     """EC: 3D ResNet50 with a softplus evidence head and the TMC loss (Dirichlet probability and uncertainty)."""
     if backbone not in _BACKBONES:
         raise ConfigError(f"method 'ec': model_args.backbone must be one of {sorted(_BACKBONES)}, got {backbone!r}")
-    return resnet3d(_BACKBONES[backbone], in_channels, num_classes, width)
+    return resnet3d(backbone, in_channels, num_classes, width)

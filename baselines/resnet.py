@@ -10,11 +10,6 @@ scratch.
 
 from __future__ import annotations
 
-from monai.networks.nets import resnet34 as monai_resnet34
-from monai.networks.nets import resnet50 as monai_resnet50
-from monai.networks.nets import resnet101 as monai_resnet101
-from monai.networks.nets import resnet152 as monai_resnet152
-
 from bench.losses import ClassificationLoss
 from bench.outputs import ClassificationNet
 from bench.registry import register_method
@@ -24,8 +19,11 @@ __all__ = ["CLASSIFICATION", "resnet3d", "resnet34", "resnet50", "resnet101", "r
 CLASSIFICATION = {"kind": "cls", "loss": ClassificationLoss}  # every CE classifier
 
 
-def resnet3d(factory, in_channels: int, num_classes: int, width: float) -> ClassificationNet:
-    """A MONAI 3D ResNet from ``factory`` with the stride-2 stem, widened by ``width``."""
+def resnet3d(depth: str, in_channels: int, num_classes: int, width: float) -> ClassificationNet:
+    """MONAI's 3D ResNet ``depth`` (``"resnet34"``, ``"resnet50"``, …) with the stride-2 stem, widened by ``width``."""
+    from monai.networks import nets
+
+    factory = getattr(nets, depth)
     net = factory(spatial_dims=3, n_input_channels=in_channels, num_classes=num_classes, conv1_t_stride=2,
                   widen_factor=width)
     return ClassificationNet(net)
@@ -34,22 +32,22 @@ def resnet3d(factory, in_channels: int, num_classes: int, width: float) -> Class
 @register_method("resnet34", **CLASSIFICATION)
 def resnet34(in_channels: int, num_classes: int, spatial_size: int, width: float):
     """3D ResNet34 (MONAI), stride-2 stem, softmax over {MS, NMOSD}."""
-    return resnet3d(monai_resnet34, in_channels, num_classes, width)
+    return resnet3d("resnet34", in_channels, num_classes, width)
 
 
 @register_method("resnet50", **CLASSIFICATION)
 def resnet50(in_channels: int, num_classes: int, spatial_size: int, width: float):
     """3D ResNet50 (MONAI, bottleneck blocks), stride-2 stem, softmax over {MS, NMOSD}."""
-    return resnet3d(monai_resnet50, in_channels, num_classes, width)
+    return resnet3d("resnet50", in_channels, num_classes, width)
 
 
 @register_method("resnet101", **CLASSIFICATION)
 def resnet101(in_channels: int, num_classes: int, spatial_size: int, width: float):
     """3D ResNet101 (MONAI, bottleneck blocks), stride-2 stem, softmax over {MS, NMOSD}."""
-    return resnet3d(monai_resnet101, in_channels, num_classes, width)
+    return resnet3d("resnet101", in_channels, num_classes, width)
 
 
 @register_method("resnet152", **CLASSIFICATION)
 def resnet152(in_channels: int, num_classes: int, spatial_size: int, width: float):
     """3D ResNet152 (MONAI, bottleneck blocks), stride-2 stem, softmax over {MS, NMOSD}."""
-    return resnet3d(monai_resnet152, in_channels, num_classes, width)
+    return resnet3d("resnet152", in_channels, num_classes, width)

@@ -12,13 +12,16 @@ recipe (8 epochs, a validation split of fold 0's training set, two seeds): valid
 
 from __future__ import annotations
 
-from monai.networks.nets import UNet
+from typing import TYPE_CHECKING
 
 from bench.losses import SegmentationLoss
 from bench.nn.blocks import check_norm
 from bench.nn.widths import scaled_channels
 from bench.outputs import SegmentationNet
 from bench.registry import register_method
+
+if TYPE_CHECKING:
+    from monai.networks.nets import UNet
 
 __all__ = ["UNET_CHANNELS", "SEGMENTATION", "unet_backbone", "unet3d"]
 
@@ -34,6 +37,8 @@ SEGMENTATION = {  # register_method settings of the Dice + CE segmentation basel
 def unet_backbone(in_channels: int, out_channels: int, width: float, num_res_units: int = 2,
                   norm: str = "instance") -> UNet:
     """MONAI's residual 3D UNet with the baseline's channels scaled by ``width``; ``norm``: instance | batch."""
+    from monai.networks.nets import UNet
+
     return UNet(spatial_dims=3, in_channels=in_channels, out_channels=out_channels,
                 channels=scaled_channels(UNET_CHANNELS, width), strides=(2, 2, 2, 2), num_res_units=num_res_units,
                 norm=norm.upper())

@@ -15,7 +15,6 @@ cross-attention LayerNorm; it is removed so that the parameter count is the netw
 
 from __future__ import annotations
 
-from monai.networks.nets import UNETR
 from torch import nn
 
 from baselines.unet import SEGMENTATION
@@ -31,6 +30,8 @@ _HEAD_DIM = 64
 @register_method("unetr", **SEGMENTATION)
 def unetr(in_channels: int, num_classes: int, spatial_size: int, width: float):
     """UNETR (MONAI ViT encoder + CNN decoder), the 3D stand-in for TransUNet; sigmoid lesion output."""
+    from monai.networks.nets import UNETR
+
     heads = max(1, round(12 * width))
     net = UNETR(
         in_channels=in_channels,

@@ -91,7 +91,6 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from monai.networks.nets.swin_unetr import BasicLayer
 from torch import nn
 
 from bench.errors import ConfigError
@@ -124,6 +123,8 @@ class GlobalBranch(nn.Module):
     """Eqs. 1–2: ``CTX_global = UP(ST(LN(PE(I))))`` on MONAI's Swin blocks."""
 
     def __init__(self, cin: int, dim: int, *, window: int = 5) -> None:
+        from monai.networks.nets.swin_unetr import BasicLayer  # here, not at the top: registering imports no MONAI
+
         super().__init__()
         self.embed = nn.Conv3d(cin, dim, kernel_size=8, stride=8)
         self.pool = nn.AvgPool3d(2, 2)

@@ -6,8 +6,7 @@ from monai.networks.nets import UNETR, VNet
 from monai.networks.nets.senet import SEResNet50 as MonaiSEResNet50
 
 from baselines.bcs import BCS
-from baselines.senet import SEResNet50
-from baselines.vnet import VNet3D
+from baselines.monai_nets import SEResNet50, VNet3D
 from bench.errors import ConfigError
 from bench.registry import METHODS, load_plugins
 

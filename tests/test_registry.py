@@ -66,3 +66,15 @@ def test_registry_rejects_duplicates():
     registry.register("a", 1)
     with pytest.raises(ValueError, match="registered twice"):
         registry.register("a", 2)
+
+
+def test_registering_the_methods_imports_no_monai():
+    """Every `bench` command registers the methods to check a study; `import monai` (all of its submodules) costs
+    several seconds a process, so a builder imports MONAI only when it builds a network."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from bench.registry import METHODS, load_plugins; load_plugins(); "
+            "assert len(METHODS) >= 16, METHODS.names(); print(sorted(m for m in sys.modules if m.split('.')[0] == 'monai'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
