@@ -295,7 +295,7 @@ def jobs(replicates: int, designs: Sequence[Design] | None = None, noise: Noise 
 def calibrate(replicates: int = 1000, *, workers: int = 2, seed: int = 0, designs: Sequence[Design] | None = None,
               progress: Callable[[int, int], None] | None = None) -> list[dict]:
     """Run :func:`jobs` (``workers`` processes, :mod:`bench.procs`) and return one row per design × null × test."""
-    from bench.procs import spawn_pool
+    from bench.procs import SPAWN, spawn_pool
 
     todo = jobs(replicates, designs, seed=seed)
     rows: list[dict] = []
@@ -305,7 +305,7 @@ def calibrate(replicates: int = 1000, *, workers: int = 2, seed: int = 0, design
             if progress:
                 progress(i + 1, len(todo))
         return rows
-    with spawn_pool(workers) as pool:
+    with spawn_pool(workers, context=SPAWN) as pool:  # numpy and statsmodels only: no need for the fork server
         for i, result in enumerate(pool.map(_run_job, todo)):
             rows += result
             if progress:

@@ -1,6 +1,6 @@
 """Executors: run units inline or in a local process pool (``--jobs N``).
 
-Pool workers come from :func:`bench.procs.spawn_pool` (spawned, a fixed number of torch threads each,
+Pool workers come from :func:`bench.procs.spawn_pool` (forked from a preloaded fork server, a fixed number of torch threads each,
 gone as soon as the parent is): on a small CPU, two units with one thread each beat one unit with two
 threads, and oversubscribed threads were measured up to 13× slower. Workers report progress events
 through a queue they inherit; the parent process alone writes to MLflow, so no two processes ever
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
-from bench.procs import SPAWN, set_threads, spawn_pool, terminate_pool, usable_cores
+from bench.procs import CONTEXT, set_threads, spawn_pool, terminate_pool, usable_cores
 from bench.spec import PlannedUnit
 
 __all__ = ["execute", "default_threads", "set_threads", "terminate_pool"]
@@ -50,7 +50,7 @@ def _inline(units: list[PlannedUnit], threads: int, on_event: OnEvent, on_result
 
 
 def _pool(units: list[PlannedUnit], jobs: int, threads: int, on_event: OnEvent, on_result: OnResult) -> None:
-    events = SPAWN.Queue()
+    events = CONTEXT.Queue()
     pool = spawn_pool(jobs, threads=threads, initializer=_bind_events, initargs=(events,))
     futures: dict[Future, PlannedUnit] = {}
     try:

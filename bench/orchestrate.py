@@ -121,6 +121,10 @@ def run_study(
     summary.elsewhere = len(plan.running)
     for message in tidy_pending(plan):
         console.print(f"[yellow]{message}[/yellow]")
+    if plan.pending and jobs > 1 and slurm is None:
+        from bench.procs import start_workers
+
+        start_workers()  # the workers' fork server imports torch and the methods while the MLflow mirror opens
     tracker = None
     if use_mlflow:
         from bench.spec import code_version

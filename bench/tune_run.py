@@ -15,7 +15,7 @@ from typing import Any
 
 from bench.errors import BenchError
 from bench.executors import default_threads
-from bench.procs import set_threads, spawn_process
+from bench.procs import set_threads, spawn_process, start_workers
 from bench.search import BEST_FILE, IMPORTANCE_FILE, INNER_FILE, SEARCH_FILE, TRIALS_FILE, Search, make_search, tune_dir
 from bench.splits import inner_splits
 from bench.store import splits_file, write_json_atomic
@@ -242,6 +242,8 @@ def run_search(study, *, profile_name: str | None, runs_root: Path, jobs: int = 
     p = _prepare(study, profile, runs_root, trials=trials, storage_url=storage_url, grace=grace, console=console)
     _announce(study, profile, p, console)
     done_before = p.finished()
+    if slurm is None and jobs > 1 and done_before < p.search.folds * p.search.trials:
+        start_workers()  # the fork server imports while the MLflow mirror opens
     tracker = _tracker(study, runs_root, tracking_uri, p, console) if use_mlflow else None
     exported: dict[str, Any] = {}
 

@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO
 
 from bench.claims import CLAIM, Claim, live_claim, take_claim
-from bench.procs import SPAWN, spawn_process
+from bench.procs import CONTEXT, spawn_process
 from bench.store import unit_status
 
 
@@ -77,7 +77,7 @@ def test_contenders_started_together_get_exactly_one_claim(tmp_path, stale):
     if stale:  # they race for a stale claim's takeover, too
         _write_claim(directory, host="node-9", pid=1, heartbeat=0)
         os.utime(directory / CLAIM, (0, 0))
-    results = SPAWN.Queue()
+    results = CONTEXT.Queue()
     processes = [spawn_process(_contend, (str(directory), str(start), results)) for _ in range(6)]
     start.touch()
     won = [results.get(timeout=600) for _ in processes]

@@ -61,3 +61,23 @@ def test_a_pool_worker_runs_normally_and_the_pool_stops_cleanly():
     with spawn_pool(2, threads=1) as pool:
         assert list(pool.map(_square, range(5))) == [0, 1, 4, 9, 16]
     assert run_isolated(_square, (7,)) == 49
+
+
+def _worker_state(name: str) -> tuple[str | None, str, bool]:
+    import sys
+
+    return os.environ.get(name), os.getcwd(), "monai" in sys.modules
+
+
+def test_workers_fork_from_a_preloaded_server_with_the_parents_environment_and_directory(tmp_path, monkeypatch):
+    """Workers fork from a server that imported MONAI before they were asked for (nothing this test sends a worker
+    imports it), yet each sees its parent's environment and working directory as they are when it starts, not
+    as they were when the server started."""
+    from bench.procs import start_workers
+
+    start_workers()
+    monkeypatch.setenv("BENCH_TEST_PROBE", "set after the server started")
+    monkeypatch.chdir(tmp_path)
+    with spawn_pool(1) as pool:
+        env, cwd, preloaded = pool.submit(_worker_state, "BENCH_TEST_PROBE").result()
+    assert (env, cwd, preloaded) == ("set after the server started", str(tmp_path), True)

@@ -73,7 +73,7 @@ def generate_cohort(config: SyntheticConfig, out: Path, *, progress: Callable[[i
             progress(len(rows), len(tasks))
 
     if jobs > 1:
-        # spawn, not fork: the caller may already run torch/OpenMP threads, which a fork would copy in a locked state
+        # never forked from the caller, which may already run torch/OpenMP threads (bench.procs)
         try:
             with spawn_pool(jobs) as pool:
                 for i, row in enumerate(pool.map(_write_scan, tasks, chunksize=2)):
