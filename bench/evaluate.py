@@ -23,7 +23,7 @@ from bench.data.manifest import Case
 from bench.data.preprocess import Volume
 from bench.loop import forward, to_device
 from bench.metrics.seg import segmentation_metrics
-from bench.noise import DEFAULT_NOISE_UNITS, input_noise
+from bench.noise import DEFAULT_NOISE_UNITS, input_noise, noisy_key
 
 __all__ = ["evaluate", "Evaluation", "SEG_COLUMNS", "EVAL_BATCH", "noisy_key", "quantise"]
 
@@ -33,11 +33,6 @@ SEG_COLUMNS = ("dsc", "ppv", "tpr", "vd", "hd95", "assd", "lesion_f1")
 # 48³ volume at batch 1 and 0.03 s at batch 2. Every network here is per-sample in eval mode
 # (instance/group norm, or batch norm with running statistics), so the grouping changes no output.
 EVAL_BATCH = 2
-
-
-def noisy_key(case_id: str, sigma: float) -> str:
-    """The key of a case's map at σ > 0 in ``predictions.npz`` / ``uncertainty.npz`` (σ = 0 maps use the case id)."""
-    return case_id if sigma == 0 else f"{case_id}@sigma={sigma:g}"
 
 
 @dataclass

@@ -26,7 +26,8 @@ import hashlib
 
 import numpy as np
 
-__all__ = ["NOISE_UNITS", "DEFAULT_NOISE_UNITS", "LEGACY_NOISE_UNITS", "noise_seed", "gaussian_noise", "noise_scale", "input_noise"]
+__all__ = ["NOISE_UNITS", "DEFAULT_NOISE_UNITS", "LEGACY_NOISE_UNITS", "noise_seed", "gaussian_noise", "noise_scale", "input_noise",
+           "noisy_key"]
 
 NOISE_UNITS = ("range", "zscore")
 #: What σ means when a study does not say (its ``noise_units``).
@@ -60,3 +61,8 @@ def noise_scale(image: np.ndarray, units: str) -> float:
 def input_noise(case_id: str, sigma: float, image: np.ndarray, units: str) -> np.ndarray:
     """The noise added to ``image`` (a case's clean network input) at grid value ``sigma``."""
     return gaussian_noise(case_id, sigma, image.shape) * np.float32(noise_scale(image, units))
+
+
+def noisy_key(case_id: str, sigma: float) -> str:
+    """The key of a case's map at σ > 0 in ``predictions.npz`` / ``uncertainty.npz`` (σ = 0 maps use the case id)."""
+    return case_id if sigma == 0 else f"{case_id}@sigma={sigma:g}"

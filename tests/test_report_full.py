@@ -195,3 +195,16 @@ def test_arms_without_a_shared_training_seed_get_a_flagged_row_not_a_crash(tmp_p
     per_case.loc[per_case.arm == "mid", "seed"] = 1
     res = compare(per_case, fold_metrics(per_case), "good", "mid", "auc")
     assert res.test == "DeLong (undefined: no training seed shared)" and math.isnan(res.p)
+
+
+def test_building_a_report_imports_no_torch(tmp_path):
+    """A report reads run directories only: importing torch (seconds) for it would slow every `bench report`."""
+    import sys
+
+    _write_runs(tmp_path / "runs")
+    _study(tmp_path)
+    code = ("import sys; from pathlib import Path; from bench.report import build_report; from bench.study import load_study; "
+            f"build_report(load_study({str(tmp_path / 'fab.yaml')!r}, check_methods=False), Path({str(tmp_path / 'runs')!r}), "
+            f"Path({str(tmp_path / 'out')!r})); print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]", out

@@ -194,8 +194,7 @@ def _first_found(units: list[Path], filename: str, keys: Sequence[str], read) ->
 def plot_uncertainty(per_case: pd.DataFrame, units: dict[str, list[Path]], spec: dict, arms: Sequence[str],
                      labels: dict[str, str], out: Path, chosen: list[str], volumes: dict) -> list[Path]:
     """``uncertainty_maps.png/pdf`` (see the module docstring); none when no arm has pixel-wise uncertainty."""
-    from bench.evaluate import noisy_key
-    from bench.noise import input_noise
+    from bench.noise import input_noise, noisy_key
 
     sigmas = sorted({0.0, float(per_case["sigma"].max())})
     keys = [noisy_key(c, s) for c in chosen for s in sigmas]
