@@ -15,10 +15,14 @@ TEST_WORKERS ?= 2
 
 install: $(VENV)/.installed
 
+# torch through pip (it finds the CPU wheel in the machine's pip configuration), the rest through uv: the same
+# versions as pip resolves, in about 20 s instead of about 100 s; plain pip when uv cannot be had.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH)"
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,postgres,slurm]'
+	{ $(PY) -m pip install --quiet --disable-pip-version-check uv \
+	  && $(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -e '.[dev,postgres,slurm]'; } \
+	  || $(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,postgres,slurm]'
 	touch $@
 
 demo: install
