@@ -25,7 +25,7 @@ from bench.loop import forward, to_device
 from bench.metrics.seg import segmentation_metrics
 from bench.noise import DEFAULT_NOISE_UNITS, input_noise, noisy_key
 
-__all__ = ["evaluate", "Evaluation", "SEG_COLUMNS", "EVAL_BATCH", "noisy_key", "quantise"]
+__all__ = ["evaluate", "Evaluation", "SEG_COLUMNS", "EVAL_BATCH", "quantise"]
 
 SEG_COLUMNS = ("dsc", "ppv", "tpr", "vd", "hd95", "assd", "lesion_f1")
 # Volumes per forward pass. Two, not one: PyTorch sends batch-1 CPU 3D convolutions over small inputs

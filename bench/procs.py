@@ -101,6 +101,11 @@ def start_workers() -> None:
     forkserver.ensure_running()
 
 
+def _from_here() -> tuple[int, dict[str, str]]:
+    """What a new worker takes from the process asking for it: that process's pid and current environment."""
+    return os.getpid(), dict(os.environ)
+
+
 def _init_worker(asker: int, env: dict[str, str], threads: int | None, initializer: Callable[..., None] | None,
                  initargs: tuple) -> None:
     os.environ.clear()  # the parent's environment when it started this worker, not the fork server's
@@ -121,7 +126,7 @@ def spawn_pool(jobs: int, *, threads: int | None = None, initializer: Callable[.
     workers come from (:data:`CONTEXT`; :data:`SPAWN` for a measurement).
     """
     return ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker,
-                               initargs=(os.getpid(), dict(os.environ), threads, initializer, initargs))
+                               initargs=(*_from_here(), threads, initializer, initargs))
 
 
 def _process_main(asker: int, env: dict[str, str], threads: int | None, target: Callable[..., Any], args: tuple) -> None:
@@ -131,8 +136,7 @@ def _process_main(asker: int, env: dict[str, str], threads: int | None, target: 
 
 def spawn_process(target: Callable[..., Any], args: tuple = (), *, threads: int | None = None):
     """A started fresh process running ``target(*args)`` with a parent watchdog (and ``threads`` torch threads)."""
-    process = CONTEXT.Process(target=_process_main, args=(os.getpid(), dict(os.environ), threads, target, args),
-                              daemon=False)
+    process = CONTEXT.Process(target=_process_main, args=(*_from_here(), threads, target, args), daemon=False)
     process.start()
     return process
 

@@ -149,6 +149,16 @@ def bench_cli(capsys, monkeypatch):
 STUDY_TEST_FOLDS = 2  # the study tests' folds: layout and files do not depend on the number (shipped: 5)
 
 
+def modules_loaded_by(code: str, package: str) -> list[str]:
+    """The modules of ``package`` that a fresh interpreter has loaded after running ``code`` (import-cost guards)."""
+    import ast
+    import subprocess
+
+    probe = f"{code}\nimport sys; print(sorted(m for m in sys.modules if m.split('.')[0] == {package!r}))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return ast.literal_eval(out.strip().splitlines()[-1])
+
+
 def study_with_folds(directory: Path, study: str, folds: int = STUDY_TEST_FOLDS) -> Path:
     """A shipped study with every field kept but the number of folds: the study tests check each table's arms,
     columns and files, which do not depend on how many folds fill them, at 2/5 of the training."""

@@ -13,10 +13,10 @@ from torch import nn
 from bench.data.manifest import Case
 from bench.data.preprocess import Volume
 from bench.errors import ConfigError
-from bench.evaluate import evaluate, noisy_key
+from bench.evaluate import evaluate
 from bench.evidential import EvidentialSegmentationLoss
 from bench.losses import JointLoss
-from bench.noise import gaussian_noise, input_noise, noise_scale
+from bench.noise import gaussian_noise, input_noise, noise_scale, noisy_key
 from bench.outputs import ModelOutput
 from bench.registry import METHODS, load_plugins
 

@@ -71,10 +71,7 @@ def test_registry_rejects_duplicates():
 def test_registering_the_methods_imports_no_monai():
     """Every `bench` command registers the methods to check a study; `import monai` (all of its submodules) costs
     several seconds a process, so a builder imports MONAI only when it builds a network."""
-    import subprocess
-    import sys
+    from conftest import modules_loaded_by
 
-    code = ("import sys; from bench.registry import METHODS, load_plugins; load_plugins(); "
-            "assert len(METHODS) >= 16, METHODS.names(); print(sorted(m for m in sys.modules if m.split('.')[0] == 'monai'))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]", out
+    code = "from bench.registry import METHODS, load_plugins; load_plugins(); assert len(METHODS) >= 16, METHODS.names()"
+    assert modules_loaded_by(code, "monai") == []

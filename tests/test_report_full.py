@@ -199,12 +199,11 @@ def test_arms_without_a_shared_training_seed_get_a_flagged_row_not_a_crash(tmp_p
 
 def test_building_a_report_imports_no_torch(tmp_path):
     """A report reads run directories only: importing torch (seconds) for it would slow every `bench report`."""
-    import sys
+    from conftest import modules_loaded_by
 
     _write_runs(tmp_path / "runs")
     _study(tmp_path)
-    code = ("import sys; from pathlib import Path; from bench.report import build_report; from bench.study import load_study; "
+    code = ("from pathlib import Path; from bench.report import build_report; from bench.study import load_study; "
             f"build_report(load_study({str(tmp_path / 'fab.yaml')!r}, check_methods=False), Path({str(tmp_path / 'runs')!r}), "
-            f"Path({str(tmp_path / 'out')!r})); print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip().splitlines()[-1] == "[]", out
+            f"Path({str(tmp_path / 'out')!r}))")
+    assert modules_loaded_by(code, "torch") == []
