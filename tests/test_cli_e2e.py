@@ -211,7 +211,7 @@ def test_check_and_ls(bench_cli):
     assert result.code == 0 and "smoke" in result.out
 
 
-def test_report_warns_when_rows_come_from_several_code_versions(smoke_runs, bench_cli, tmp_path):
+def test_report_warns_when_rows_come_from_several_or_uncommitted_code_versions(smoke_runs, bench_cli, tmp_path):
     import shutil
 
     runs, _, _ = smoke_runs
@@ -219,7 +219,7 @@ def test_report_warns_when_rows_come_from_several_code_versions(smoke_runs, benc
     shutil.copytree(runs / "smoke", copy / "smoke")
     per_case = next(copy.glob("smoke/unet3d/fold_0/seed_0/per_case.parquet"))
     frame = pd.read_parquet(per_case)
-    frame["code_version"] = "0.0.0+other"
+    frame["code_version"] = "0.0.0+0ther00-dirty"  # a unit trained from a working tree with uncommitted changes
     frame.to_parquet(per_case, index=False)
     from bench.store import DONE, file_digests, read_json, write_json_atomic
 
@@ -227,7 +227,9 @@ def test_report_warns_when_rows_come_from_several_code_versions(smoke_runs, benc
     write_json_atomic(per_case.parent / DONE, {**done, "files": file_digests(per_case.parent)})
     result = bench_cli("report", "smoke", "--runs-dir", copy, "--out", tmp_path / "reports")
     assert result.code == 0, result
-    assert "come from 2 code versions" in (tmp_path / "reports" / "smoke" / "report.md").read_text()
+    text = (tmp_path / "reports" / "smoke" / "report.md").read_text()
+    assert "come from 2 code versions" in text
+    assert "**Warning:** 0.0.0+0ther00-dirty" in text and "uncommitted changes" in text  # named, not just counted
 
 
 def test_ctrl_c_on_a_pool_run_keeps_finished_units(tmp_path, bench_cli):

@@ -202,6 +202,11 @@ def _results_section(r: _Report) -> Section:
         lines += [f"**Warning:** these results come from {len(versions)} code versions ({', '.join(versions)}). "
                   "The spec hash does not cover the code, so delete the study's run folder and rerun to compare "
                   "methods under one version.", ""]
+    dirty = [v for v in versions if v.endswith("-dirty")]
+    if dirty:
+        lines += [f"**Warning:** {', '.join(dirty)}: trained from a working tree with uncommitted changes, so these "
+                  "numbers may not be reproducible from any commit. For a publishable table, rerun from a clean "
+                  "checkout (`git status` empty).", ""]
     return lines, [out / f for f in ("table.md", "table.tex", "table.csv", "folds.csv")]
 
 
