@@ -49,6 +49,66 @@ def _metric_name(metric: str, sigma: float) -> str:
     return f"test/{metric}" if sigma == 0 else f"test_sigma_{sigma:g}/{metric}"
 
 
+def _sqlite_path(tracking_uri: str) -> Path | None:
+    """The file of a ``sqlite:///`` tracking URI (None for any other backend, or an in-memory database)."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix) or tracking_uri[len(prefix):] in ("", ":memory:"):
+        return None
+    return Path(tracking_uri[len(prefix):].split("?", 1)[0])
+
+
+def _new_sqlite_from_template(tracking_uri: str) -> None:
+    """A new sqlite MLflow database starts as a copy of an empty one that this MLflow version migrated once.
+
+    MLflow creates a new database by running its whole chain of schema migrations (alembic): about 3 s of CPU,
+    as much as importing MLflow, for every new runs directory (every test, every kill-soak cycle). The
+    template, ``<cache>/mlflow/empty-<version>.db``, is made the same way the first time and copied after; a
+    copy is the same schema at the same revision, so MLflow opens it as its own. The one row MLflow writes
+    into a new database, the ``Default`` experiment (id 0; bench never logs into it), gets the artefact
+    location MLflow itself would give it in this process (``./mlruns/0``, absolute). A database that exists,
+    or any other backend, is left alone.
+    """
+    import shutil
+    import sqlite3
+
+    path = _sqlite_path(tracking_uri)
+    if path is None or path.exists():
+        return
+    import mlflow
+
+    from bench.data.cache import cache_root
+
+    template = cache_root() / "mlflow" / f"empty-{mlflow.__version__}.db"
+    if not template.exists():
+        from mlflow.tracking import MlflowClient
+
+        template.parent.mkdir(parents=True, exist_ok=True)
+        making = template.with_name(f"{template.stem}.{os.getpid()}.tmp")
+        try:
+            client = MlflowClient(f"sqlite:///{making.resolve()}")
+            client.search_experiments()  # creates the tables and runs every migration
+            engine = getattr(getattr(client._tracking_client, "store", None), "engine", None)
+            if engine is not None:
+                engine.dispose()
+            os.replace(making, template)  # atomic: a process that races us copies a complete file either way
+        finally:
+            making.unlink(missing_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(template, partial)
+        with sqlite3.connect(partial) as db:
+            db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                       (str(Path("mlruns").resolve() / "0"),))
+        db.close()
+        try:
+            os.link(partial, path)  # atomic, and never over a database another process made meanwhile
+        except FileExistsError:
+            pass
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def _open_experiment(tracking_uri: str, study: str, runs_root: Path):
     """A client bound to ``tracking_uri`` and the id of the study's experiment, created on first use
     (artefacts under the runs root for sqlite).
@@ -61,6 +121,7 @@ def _open_experiment(tracking_uri: str, study: str, runs_root: Path):
 
     for noisy in ("alembic", "mlflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    _new_sqlite_from_template(tracking_uri)
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(study)
     if experiment is not None:

@@ -67,3 +67,46 @@ def test_ending_hands_over_how_the_invocation_ended_and_lets_errors_through(erro
         end.status = "FAILED"  # a body may say so itself (units failed, nothing raised)
     assert ended[-1] == "FAILED"
 
+
+
+def _schema(path) -> tuple[list, list, list]:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        tables = db.execute("SELECT type, name, sql FROM sqlite_master ORDER BY type, name").fetchall()
+        revision = db.execute("SELECT version_num FROM alembic_version").fetchall()
+        experiments = db.execute("SELECT experiment_id, name, artifact_location, lifecycle_stage FROM experiments").fetchall()
+    db.close()
+    return tables, revision, experiments
+
+
+def test_a_new_sqlite_database_is_a_copy_of_the_migrated_template_and_mlflow_uses_it(tmp_path, monkeypatch):
+    """A new runs directory's database is copied from the template (MLflow's migrations run once per cache), is the
+    same database MLflow itself would have made, takes runs; an existing database is never touched."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from bench.tracking import _open_experiment
+
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)  # where MLflow puts the Default experiment's artefacts: ./mlruns
+    reference = tmp_path / "reference.db"
+    MlflowClient(f"sqlite:///{reference}").search_experiments()  # made by MLflow alone
+    template = tmp_path / "cache" / "mlflow" / f"empty-{mlflow.__version__}.db"
+    for name in ("first", "second"):
+        runs = tmp_path / name
+        client, experiment = _open_experiment(f"sqlite:///{runs / 'mlflow.db'}", "study", runs)
+        assert template.exists()
+        run = client.create_run(experiment)
+        client.log_metric(run.info.run_id, "test/auc", 0.75)
+        client.set_terminated(run.info.run_id)
+        assert client.get_run(run.info.run_id).data.metrics == {"test/auc": 0.75}
+        tables, revision, experiments = _schema(runs / "mlflow.db")
+        ref_tables, ref_revision, ref_experiments = _schema(reference)
+        assert tables == ref_tables and revision == ref_revision  # the same schema at the same migration
+        assert experiments[0] == ref_experiments[0]  # Default, with the artefact location MLflow gives it here
+        assert experiments[1][1:] == ("study", (runs / "mlartifacts" / "study").as_uri(), "active")
+        assert not list(runs.glob("*.tmp"))
+    before = (tmp_path / "first" / "mlflow.db").read_bytes()
+    _open_experiment(f"sqlite:///{tmp_path / 'first' / 'mlflow.db'}", "study", tmp_path / "first")
+    assert (tmp_path / "first" / "mlflow.db").read_bytes() == before  # an existing database is opened as it is
