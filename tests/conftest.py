@@ -146,6 +146,27 @@ def bench_cli(capsys, monkeypatch):
     return run
 
 
+def bench_in_process(*args) -> None:
+    """``bench ARGS...`` through the real entry point (:func:`bench.cli.main`) in this test process, from the
+    repository root; fails the test on a non-zero exit status (the command's output is in the test's captured
+    output). The study tests use it instead of a ``bench`` subprocess: this process has already imported torch,
+    MLflow and the report's libraries, and the fork server its first ``--jobs`` run starts (bench.procs) stays
+    up and serves every later run preloaded, where each subprocess paid for both again: about 15 s of CPU per
+    run. The console script itself is exercised end to end by :func:`smoke_runs`, the soaks and the SLURM tests."""
+    from bench.cli import main
+
+    argv, cwd = sys.argv, os.getcwd()
+    sys.argv = ["bench", *map(str, args)]
+    os.chdir(REPO)
+    try:
+        main()
+    except SystemExit as exc:
+        assert exc.code in (0, None), f"`bench {' '.join(sys.argv[1:])}` exited with status {exc.code} (output above)"
+    finally:
+        sys.argv = argv
+        os.chdir(cwd)
+
+
 STUDY_TEST_FOLDS = 2  # the study tests' folds: layout and files do not depend on the number (shipped: 5)
 
 

@@ -4,17 +4,11 @@ reports have the tables' rows (the joint model last) and columns and the ROC pan
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
-from conftest import REPO, STUDY_TEST_FOLDS, study_with_folds
+from conftest import STUDY_TEST_FOLDS, bench_in_process, study_with_folds
 
 from bench.study import load_study
-
-BENCH = str(Path(sys.executable).with_name("bench"))
 
 # study → (arm labels in the paper table's row order, metric columns)
 STUDIES = {
@@ -36,11 +30,9 @@ def test_profiles_of_the_comparison_studies(study):
 @pytest.mark.parametrize("study", list(STUDIES))
 def test_comparison_study_runs_on_smoke_with_the_paper_table_layout(tmp_path, study):
     runs, reports = tmp_path / "runs", tmp_path / "reports"
-    path = str(study_with_folds(tmp_path, study, FOLDS))
-    for args in (["run", "--study", path, "--profile", "smoke", "--jobs", "2", "--runs-dir", str(runs), "--no-mlflow"],
-                 ["report", path, "--runs-dir", str(runs), "--out", str(reports)]):
-        proc = subprocess.run([BENCH, *args], cwd=REPO, capture_output=True, text=True, timeout=3600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+    path = study_with_folds(tmp_path, study, FOLDS)
+    bench_in_process("run", "--study", path, "--profile", "smoke", "--jobs", "2", "--runs-dir", runs, "--no-mlflow")
+    bench_in_process("report", path, "--runs-dir", runs, "--out", reports)
     labels, metrics = STUDIES[study]
     table = pd.read_csv(reports / study / "table.csv")
     assert list(table["label"]) == labels and (table["n_folds"] == FOLDS).all()

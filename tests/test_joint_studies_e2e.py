@@ -3,17 +3,12 @@ their reports have the tables' rows and columns, the CAM maps and the segmentati
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, STUDY_TEST_FOLDS, study_with_folds
+from conftest import STUDY_TEST_FOLDS, bench_in_process, study_with_folds
 
 pytestmark = pytest.mark.slow
-BENCH = str(Path(sys.executable).with_name("bench"))
 
 # study → (arm labels in the paper table's row order, metric columns)
 STUDIES = {
@@ -32,13 +27,9 @@ def joint_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("joint")
     runs, reports = root / "runs", root / "reports"
     for name in STUDIES:
-        study = str(study_with_folds(root, name, FOLDS))
-        proc = subprocess.run([BENCH, "run", "--study", study, "--profile", "smoke", "--jobs", "2", "--runs-dir", str(runs),
-                               "--no-mlflow"], cwd=REPO, capture_output=True, text=True, timeout=3600)
-        assert proc.returncode == 0, (name, proc.stderr[-3000:])
-        proc = subprocess.run([BENCH, "report", study, "--runs-dir", str(runs), "--out", str(reports)], cwd=REPO,
-                              capture_output=True, text=True, timeout=1800)
-        assert proc.returncode == 0, (name, proc.stderr[-3000:])
+        study = study_with_folds(root, name, FOLDS)
+        bench_in_process("run", "--study", study, "--profile", "smoke", "--jobs", "2", "--runs-dir", runs, "--no-mlflow")
+        bench_in_process("report", study, "--runs-dir", runs, "--out", reports)
     return runs, reports
 
 

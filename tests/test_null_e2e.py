@@ -4,14 +4,9 @@ in no more than α of the metrics (docs/statistics.md, "Calibration")."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pandas as pd
-from conftest import REPO
+from conftest import REPO, bench_in_process
 
-BENCH = str(Path(sys.executable).with_name("bench"))
 METRICS = ["dsc", "dsc_lesion", "ppv", "tpr", "lesion_f1", "acc", "sn", "sp", "auc"]
 SPLIT_SEEDS = (0, 1, 2)
 STUDY = """include: {base}
@@ -27,12 +22,6 @@ arms:
 """
 
 
-def _bench(*args) -> subprocess.CompletedProcess:
-    proc = subprocess.run([BENCH, *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=3600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
-
-
 def test_the_same_method_with_other_seeds_is_not_declared_different(tmp_path):
     rows = []
     for split_seed in SPLIT_SEEDS:
@@ -41,8 +30,8 @@ def test_the_same_method_with_other_seeds_is_not_declared_different(tmp_path):
         study.write_text(STUDY.format(base=REPO / "studies" / "_base.yaml", split_seed=split_seed,
                                       metrics=", ".join(METRICS)))
         runs, reports = tmp_path / "runs", tmp_path / "reports"
-        _bench("run", "--study", study, "--jobs", "2", "--runs-dir", runs)
-        _bench("report", study, "--runs-dir", runs, "--out", reports)
+        bench_in_process("run", "--study", study, "--jobs", "2", "--runs-dir", runs)
+        bench_in_process("report", study, "--runs-dir", runs, "--out", reports)
         versus = pd.read_csv(reports / name / "versus_reference.csv")
         assert set(versus["arm_a"]) == {"other_seeds"}
         rows.append(versus.assign(split_seed=split_seed))

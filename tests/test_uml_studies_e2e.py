@@ -5,18 +5,15 @@ section."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, STUDY_TEST_FOLDS, study_with_folds
+from conftest import STUDY_TEST_FOLDS, bench_in_process, study_with_folds
 
 from bench.study import load_study
 
-BENCH = str(Path(sys.executable).with_name("bench"))
 METRICS = ["acc", "f1", "dsc", "dsc_lesion", "assd"]
 
 # study → (arm labels in the paper table's row order, reference arm)
@@ -39,11 +36,9 @@ def test_the_uml_studies_load_with_their_reference(study):
 
 
 def _run(study: str, runs: Path, reports: Path) -> Path:
-    path = str(study_with_folds(runs.parent, study, FOLDS))
-    for args in (["run", "--study", path, "--profile", "smoke", "--jobs", "2", "--runs-dir", str(runs), "--no-mlflow"],
-                 ["report", path, "--runs-dir", str(runs), "--out", str(reports)]):
-        proc = subprocess.run([BENCH, *args], cwd=REPO, capture_output=True, text=True, timeout=3600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+    path = study_with_folds(runs.parent, study, FOLDS)
+    bench_in_process("run", "--study", path, "--profile", "smoke", "--jobs", "2", "--runs-dir", runs, "--no-mlflow")
+    bench_in_process("report", path, "--runs-dir", runs, "--out", reports)
     return reports / study
 
 
