@@ -29,7 +29,8 @@ Decisions (recorded in the README):
   ``--storage``. Optuna's heartbeat (which marks a killed worker's running trials failed after a
   grace period and, through ``RetryHeartbeatStaleTrialCallback``, re-queues them with the same
   weights) is implemented for RDB storages only in Optuna 5, so the journal file backend is not
-  offered. A trial interrupted by Ctrl-C is re-queued the same way.
+  offered. A trial interrupted by Ctrl-C is re-queued the same way, and one whose worker died before its
+  first heartbeat is given one (:func:`adopt_silent_trials`) so that the same rule applies to it.
 - The search's identity (:meth:`Search.hash`) covers everything that changes a trial's result except
   the budget: raising ``trials`` continues the same search; changing anything else starts a new one
   (the old Optuna studies stay in the storage, never mixed).
@@ -99,6 +100,47 @@ def make_storage(url: str, grace: int = DEFAULT_GRACE):
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3), **kwargs)
     except Exception as exc:  # bad URL, missing driver, unreachable server
         raise ConfigError(f"--storage {url}: cannot open the Optuna storage: {type(exc).__name__}: {exc}") from None
+
+
+def adopt_silent_trials(study, after: float) -> list[int]:
+    """Record a heartbeat for every running trial of ``study`` that has never recorded one and started more than
+    ``after`` seconds ago; returns their numbers.
+
+    Optuna records a trial's first heartbeat from a thread it starts just after asking the trial, and its stale
+    check skips a running trial without any heartbeat. A worker killed between the two (the tuning kill soak
+    caught a Ctrl-C landing there) left its trial RUNNING for good, and the other workers waited for it forever.
+    A live worker records the first heartbeat within milliseconds, so a trial still silent ``after`` seconds (a
+    heartbeat interval) after its start belongs to a dead worker: with one heartbeat it goes stale after the
+    grace period and is failed and re-queued like any other dead worker's trial.
+    """
+    import datetime
+
+    optuna = quiet_optuna()
+    storage = getattr(study._storage, "_backend", study._storage)  # Optuna wraps an RDB storage in a cache
+    engine = getattr(storage, "engine", None)
+    if engine is None:
+        return []
+    now = datetime.datetime.now()  # Optuna stamps datetime_start with the local naive time
+    candidates = {t._trial_id: t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+                  if t.datetime_start is not None and (now - t.datetime_start).total_seconds() > after}
+    if not candidates:
+        return []
+    from sqlalchemy import text
+
+    with engine.connect() as connection:
+        beating = {row[0] for row in connection.execute(text("SELECT trial_id FROM trial_heartbeats"))}
+    adopted = []
+    for trial_id, number in sorted(candidates.items()):
+        if trial_id not in beating:
+            try:
+                storage.record_heartbeat(trial_id)
+                adopted.append(number)
+            except Exception as exc:  # noqa: BLE001 - another worker adopted it first: its heartbeat serves as well
+                log.debug("heartbeat for silent trial %d not recorded: %s", number, exc)
+    if adopted:
+        log.warning("trial(s) %s of %s were left running without a heartbeat by a dead worker; they will be failed "
+                    "and re-queued after the grace period", adopted, study.study_name)
+    return adopted
 
 
 def _sampler(search: Search, fold: int, number: int = 0):
@@ -334,6 +376,7 @@ def work(search_data: Mapping[str, Any], storage_url: str, *, grace: int = DEFAU
     while True:
         others_running = False
         for fold, study in enumerate(studies):
+            adopt_silent_trials(study, after=max(1, grace // 4))
             optuna.storages.fail_stale_trials(study)
             counts = trial_counts(study)
             if counts["finished"] >= search.trials:

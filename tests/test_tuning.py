@@ -286,3 +286,33 @@ def test_a_trial_repeating_an_earlier_trials_weights_is_refused_as_surplus():
     with pytest.raises(Exception, match=f"repeats the weights of trial {first.number}"):
         _refuse_twin(twin, twin.params)
     assert twin.user_attrs[SURPLUS] is True and twin.user_attrs["bench.duplicate_of"] == first.number
+
+
+def test_a_trial_left_running_without_a_heartbeat_is_adopted_then_failed_and_requeued(tmp_path):
+    """A worker killed between Optuna's `ask` and its heartbeat thread's first beat leaves a RUNNING trial that
+    Optuna's stale check skips for good (the tuning kill soak hung on one); the workers' scan gives it a heartbeat,
+    after which the grace period fails it and re-queues its weights."""
+    import sqlite3
+
+    from bench.tuning import adopt_silent_trials, make_storage, quiet_optuna
+
+    optuna = quiet_optuna()
+    path = tmp_path / "optuna.db"
+    study = optuna.create_study(storage=make_storage(f"sqlite:///{path}", grace=4), study_name="fold_0")
+    weights = {"cls": optuna.distributions.FloatDistribution(0.1, 10.0, log=True)}
+    dead = study.ask(weights)  # RUNNING, and no heartbeat thread ever started: its worker died right here
+    optuna.storages.fail_stale_trials(study)
+    assert [t.state.name for t in study.get_trials()] == ["RUNNING"]  # Optuna alone never fails it
+    assert adopt_silent_trials(study, after=3600) == []  # too young to tell from a live worker about to beat
+    assert adopt_silent_trials(study, after=0) == [dead.number]
+    assert adopt_silent_trials(study, after=0) == []  # one heartbeat, once
+    with sqlite3.connect(path) as db:  # the heartbeat ages past the grace period (rewound rather than waited for)
+        db.execute("UPDATE trial_heartbeats SET heartbeat = datetime(heartbeat, '-1 hour')")
+    db.close()
+    optuna.storages.fail_stale_trials(study)
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING"]
+    assert trials[1].params == dead.params  # re-queued with the dead trial's weights
+    live = study.ask(weights)  # a live trial with its heartbeat is left to Optuna's own check
+    study._storage.record_heartbeat(live._trial_id)
+    assert adopt_silent_trials(study, after=0) == []
