@@ -52,6 +52,9 @@ __all__ = ["soak", "SoakResult", "MODES", "check_cycle", "check_tune_cycle", "de
 MODES = ("SIGKILL group", "SIGKILL parent", "SIGTERM parent", "SIGINT group")
 #: How long the workers of a dead parent may take to go (their watchdog polls every 0.5 s).
 ORPHAN_GRACE_S = 60.0
+#: An invocation whose finished units (trials) stay the same this long is reported as hung: a failure bound, not a
+#: pace (a smoke unit or trial takes seconds, minutes on a loaded machine); without it a hang never ends the soak.
+HUNG_S = 900.0
 #: The search the tuning soak kills: two outer folds × TUNE_TRIALS trials of the joint model's weights.
 TUNE_TRIALS = 4
 TUNE_STUDY = """include: {base}
@@ -235,6 +238,28 @@ def check_tune_cycle(study: str, runs: Path) -> dict:
             "mlflow_missing": len(keys - set(logged)), "mlflow_extra": extra, "details": []}
 
 
+class _Stall:
+    """Fails a soak whose invocation has finished nothing new for :data:`HUNG_S` seconds (killing its process group),
+    with the log to read, instead of waiting forever."""
+
+    def __init__(self, progress, proc: subprocess.Popen, out: Path) -> None:
+        self.progress, self.proc, self.out = progress, proc, out
+        self.seen, self.since, self.last_look = len(progress()), time.monotonic(), 0.0
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if now - self.last_look < 5.0:  # reading the store is not free: look every few seconds
+            return
+        self.last_look = now
+        done = len(self.progress())
+        if done != self.seen:
+            self.seen, self.since = done, now
+        elif now - self.since > HUNG_S:
+            _kill(self.proc, "SIGKILL group")
+            raise RuntimeError(f"an invocation finished nothing for {HUNG_S:.0f} s ({done} finished): hung; "
+                               f"see {self.out / 'bench.log'}")
+
+
 def soak(*, kills: int, out: Path, study: str = "smoke", profile: str = "smoke", jobs: int = 2, seed: int = 0,
          max_delay: float = 2.0, tune: bool = False, log=print) -> SoakResult:
     """Kill ``bench run`` (``tune``: ``bench tune``) at least ``kills`` times (see the module docstring)."""
@@ -270,9 +295,14 @@ def soak(*, kills: int, out: Path, study: str = "smoke", profile: str = "smoke",
                                         stdout=logfile, stderr=logfile, start_new_session=True)
             result.invocations += 1
             # the state: `target` more finished units than at the start (or the study complete), then a random moment
+            watch = _Stall(progress, proc, out)
             while proc.poll() is None and len(progress()) < before + target:
+                watch.check()
                 time.sleep(0.05)
             if len(result.kills) >= kills or proc.poll() is not None:
+                while proc.poll() is None:
+                    watch.check()
+                    time.sleep(0.2)
                 code = proc.wait()
                 if code != 0:
                     raise RuntimeError(f"bench {command[0]} exited with status {code} without being killed; see {out / 'bench.log'}")

@@ -34,3 +34,25 @@ def test_killed_searches_end_exactly_at_budget_with_no_trial_twice(tmp_path):
     assert totals["kills"] == 4 and [k["mode"] for k in result.kills] == list(MODES), report
     assert all(c["units"] == 2 * TUNE_TRIALS for c in result.cycles), report  # every fold exactly at its budget
     assert result.ok, (totals, report)
+
+
+def test_an_invocation_that_finishes_nothing_fails_the_soak_instead_of_hanging_it(tmp_path, monkeypatch):
+    """The soak's failure bound (a hung `bench tune` once held a fresh-clone `make test` until it was killed):
+    progress resets the clock; no progress past the bound kills the invocation's group and raises."""
+    import subprocess
+
+    import bench.soak as soak_module
+    from bench.procs import alive
+
+    finished = ["a"]
+    proc = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+    watch = soak_module._Stall(lambda: finished, proc, tmp_path)
+    monkeypatch.setattr(soak_module, "HUNG_S", -1.0)  # any time without progress is too long
+    finished.append("b")  # progress since the last look: not hung
+    watch.last_look = float("-inf")
+    watch.check()
+    assert proc.poll() is None and watch.seen == 2
+    watch.last_look = float("-inf")
+    with pytest.raises(RuntimeError, match="finished nothing .* hung; see .*bench.log"):
+        watch.check()
+    assert proc.wait(timeout=60) != 0 and not alive(proc.pid)
