@@ -131,19 +131,26 @@ class CliResult:
 @pytest.fixture
 def bench_cli(capsys, monkeypatch):
     """Run `bench ARGS...` in-process through the real entry point (exit code, stdout, stderr)."""
-    from bench.cli import main
-
     def run(*args: str) -> CliResult:
-        monkeypatch.setattr(sys, "argv", ["bench", *map(str, args)])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
+        code = _bench_status(args)
         captured = capsys.readouterr()
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+def _bench_status(args) -> int:
+    """``bench ARGS...`` through :func:`bench.cli.main` in this process, ``sys.argv`` restored after; its exit status."""
+    from bench.cli import main
+
+    argv, sys.argv = sys.argv, ["bench", *map(str, args)]
+    try:
+        main()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = argv
+    return 0
 
 
 def bench_in_process(*args) -> None:
@@ -153,18 +160,13 @@ def bench_in_process(*args) -> None:
     MLflow and the report's libraries, and the fork server its first ``--jobs`` run starts (bench.procs) stays
     up and serves every later run preloaded, where each subprocess paid for both again: about 15 s of CPU per
     run. The console script itself is exercised end to end by :func:`smoke_runs`, the soaks and the SLURM tests."""
-    from bench.cli import main
-
-    argv, cwd = sys.argv, os.getcwd()
-    sys.argv = ["bench", *map(str, args)]
+    cwd = os.getcwd()
     os.chdir(REPO)
     try:
-        main()
-    except SystemExit as exc:
-        assert exc.code in (0, None), f"`bench {' '.join(sys.argv[1:])}` exited with status {exc.code} (output above)"
+        code = _bench_status(args)
     finally:
-        sys.argv = argv
         os.chdir(cwd)
+    assert code == 0, f"`bench {' '.join(map(str, args))}` exited with status {code} (output above)"
 
 
 STUDY_TEST_FOLDS = 2  # the study tests' folds: layout and files do not depend on the number (shipped: 5)
