@@ -30,7 +30,9 @@ Decisions (recorded in the README):
   grace period and, through ``RetryHeartbeatStaleTrialCallback``, re-queues them with the same
   weights) is implemented for RDB storages only in Optuna 5, so the journal file backend is not
   offered. A trial interrupted by Ctrl-C is re-queued the same way, and one whose worker died before its
-  first heartbeat is given one (:func:`adopt_silent_trials`) so that the same rule applies to it.
+  first heartbeat is given one (:func:`adopt_silent_trials`) so that the same rule applies to it. On SQLite
+  every transaction begins with ``BEGIN IMMEDIATE`` (:func:`_serialise_sqlite_transactions`), or two workers
+  could take the same enqueued trial.
 - The search's identity (:meth:`Search.hash`) covers everything that changes a trial's result except
   the budget: raising ``trials`` continues the same search; changing anything else starts a new one
   (the old Optuna studies stay in the storage, never mixed).
@@ -95,11 +97,39 @@ def make_storage(url: str, grace: int = DEFAULT_GRACE):
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
     try:
-        return optuna.storages.RDBStorage(
+        storage = optuna.storages.RDBStorage(
             url, heartbeat_interval=max(1, grace // 4), grace_period=grace,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3), **kwargs)
     except Exception as exc:  # bad URL, missing driver, unreachable server
         raise ConfigError(f"--storage {url}: cannot open the Optuna storage: {type(exc).__name__}: {exc}") from None
+    if url.startswith("sqlite"):
+        _serialise_sqlite_transactions(storage.engine)
+    return storage
+
+
+def _serialise_sqlite_transactions(engine) -> None:
+    """Make every transaction on ``engine`` (an SQLite database) take the write lock when it begins.
+
+    Optuna hands a waiting (enqueued) trial to exactly one worker by reading it with ``SELECT … FOR UPDATE`` and
+    setting it RUNNING only if it is still WAITING. SQLite ignores ``FOR UPDATE``, and Python's sqlite3 driver
+    starts a transaction only at the first write, so two workers can both read WAITING and both "take" the
+    trial: both train it, and the second to finish fails with "Cannot tell a COMPLETE trial" (a fresh-clone
+    test run caught it; Optuna issues #4002, #4621). ``BEGIN IMMEDIATE`` at the start of every transaction
+    makes the read and the write one atomic step, as ``FOR UPDATE`` does on PostgreSQL or MySQL; the storage
+    traffic of a search is a few small transactions per epoch, so serialising them costs nothing measurable.
+    Connections opened before this call are closed (the pool is disposed) so that every later one follows it.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _driver_leaves_transactions_to_us(dbapi_connection, connection_record):  # noqa: ARG001 - SQLAlchemy's signature
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()
 
 
 def adopt_silent_trials(study, after: float) -> list[int]:

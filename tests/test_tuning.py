@@ -316,3 +316,53 @@ def test_a_trial_left_running_without_a_heartbeat_is_adopted_then_failed_and_req
     live = study.ask(weights)  # a live trial with its heartbeat is left to Optuna's own check
     study._storage.record_heartbeat(live._trial_id)
     assert adopt_silent_trials(study, after=0) == []
+
+
+_POP_WAITING = """
+import json, pathlib, sys, time
+from bench.tuning import make_storage, quiet_optuna
+optuna = quiet_optuna()
+study = optuna.load_study(study_name="fold_0", storage=make_storage(sys.argv[1]))
+pathlib.Path(sys.argv[3]).touch()  # loaded and ready
+go = pathlib.Path(sys.argv[2])
+while not go.exists():  # start together (states on disk, not times)
+    time.sleep(0.01)
+taken = []
+while (trial_id := study._pop_waiting_trial_id()) is not None:
+    taken.append(trial_id)
+print(json.dumps(taken))
+"""
+
+
+def test_concurrent_workers_on_sqlite_take_each_enqueued_trial_exactly_once(tmp_path):
+    """Optuna gives a waiting (enqueued) trial to one worker with SELECT … FOR UPDATE, which SQLite ignores; without
+    `make_storage`'s BEGIN IMMEDIATE, four processes popping 80 enqueued trials took 15-16 of them twice (two
+    workers trained the same trial and the second failed with "Cannot tell a COMPLETE trial")."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from bench.tuning import make_storage, quiet_optuna
+
+    optuna = quiet_optuna()
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(storage=make_storage(url), study_name="fold_0")
+    for i in range(80):
+        study.enqueue_trial({"cls": 0.1 + i / 10}, skip_if_exists=False)
+    go = tmp_path / "go"
+    ready = [tmp_path / f"ready_{i}" for i in range(4)]
+    workers = [subprocess.Popen([sys.executable, "-c", _POP_WAITING, url, str(go), str(r)], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in ready]
+    while not all(r.exists() for r in ready):
+        assert all(w.poll() is None for w in workers), "a worker ended before it was ready"
+        time.sleep(0.05)
+    go.touch()
+    taken = []
+    for worker in workers:
+        out, err = worker.communicate()
+        assert worker.returncode == 0, err[-2000:]
+        taken += json.loads(out)
+    waiting = {t._trial_id for t in study.get_trials(deepcopy=False)}
+    assert sorted(taken) == sorted(waiting)  # every trial once: none twice, none left waiting
+    assert {t.state.name for t in study.get_trials()} == {"RUNNING"}
