@@ -64,21 +64,35 @@ def test_another_hosts_claim_is_live_until_its_heartbeat_is_older_than_the_timeo
 
 
 def _contend(directory: str, start: str, results) -> None:
-    while not Path(start).exists():  # every contender is up before any tries: they race for real
+    start = Path(start)
+    (start.parent / f"ready.{os.getpid()}").touch()
+    while not start.exists():  # every contender is up before any tries: they race for real
         time.sleep(0.005)
     claim = take_claim(Path(directory))
     results.put(isinstance(claim, Claim))
-    time.sleep(1.0)  # hold it while the others try
+    (start.parent / f"tried.{os.getpid()}").touch()
+    deadline = time.monotonic() + 600  # a bound for a broken test only (a contender that died), not a pace
+    while len(list(start.parent.glob("tried.*"))) < CONTENDERS and time.monotonic() < deadline:
+        time.sleep(0.005)  # hold it until every other contender has tried
+
+
+CONTENDERS = 6
 
 
 @pytest.mark.parametrize("stale", [False, True])
 def test_contenders_started_together_get_exactly_one_claim(tmp_path, stale):
+    """Six processes race for one claim; the winner holds it until all have tried. Both the start and the
+    holding wait on states on disk, not times: with a fixed one-second hold, a contender that a loaded machine
+    started late found the winner's process gone — a dead holder, rightly taken over — and two "won"."""
     directory, start = tmp_path / "unit", tmp_path / "go"
     if stale:  # they race for a stale claim's takeover, too
         _write_claim(directory, host="node-9", pid=1, heartbeat=0)
         os.utime(directory / CLAIM, (0, 0))
     results = CONTEXT.Queue()
-    processes = [spawn_process(_contend, (str(directory), str(start), results)) for _ in range(6)]
+    processes = [spawn_process(_contend, (str(directory), str(start), results)) for _ in range(CONTENDERS)]
+    while len(list(tmp_path.glob("ready.*"))) < CONTENDERS:
+        assert all(p.is_alive() for p in processes), "a contender died before the start"
+        time.sleep(0.01)
     start.touch()
     won = [results.get(timeout=600) for _ in processes]
     for process in processes:
