@@ -93,16 +93,15 @@ def default_storage(runs_root: Path, study: str) -> str:
 def make_storage(url: str, grace: int = DEFAULT_GRACE):
     """An RDB storage with Optuna's heartbeat: a running trial silent for ``grace`` s is failed and re-queued."""
     optuna = quiet_optuna()
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
+    sqlite = url.startswith("sqlite")
+    kwargs: dict[str, Any] = {"engine_kwargs": {"connect_args": {"timeout": 120}}} if sqlite else {}
     try:
         storage = optuna.storages.RDBStorage(
             url, heartbeat_interval=max(1, grace // 4), grace_period=grace,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3), **kwargs)
     except Exception as exc:  # bad URL, missing driver, unreachable server
         raise ConfigError(f"--storage {url}: cannot open the Optuna storage: {type(exc).__name__}: {exc}") from None
-    if url.startswith("sqlite"):
+    if sqlite:
         _serialise_sqlite_transactions(storage.engine)
     return storage
 

@@ -198,12 +198,15 @@ def held_env(point: str, marker: Path) -> dict[str, str]:
     return {**os.environ, HOLD_ENV: point, MARKER_ENV: str(marker)}
 
 
-def wait_for(condition, proc) -> None:
-    """Until ``condition()`` holds — a state, never a time; fails if the process ends first."""
+def wait_for(condition, *procs) -> None:
+    """Until ``condition()`` holds — a state, never a time; fails if any of the processes (``subprocess.Popen`` or
+    ``multiprocessing.Process``) ends first."""
     import time
 
     while not condition():
-        assert proc.poll() is None, "the process ended before reaching the state the test waits for"
+        for proc in procs:
+            running = proc.poll() is None if hasattr(proc, "poll") else proc.is_alive()
+            assert running, "the process ended before reaching the state the test waits for"
         time.sleep(0.05)
 
 

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, wait_for
 
 from bench.claims import CLAIM, Claim, live_claim, take_claim
 from bench.procs import CONTEXT, spawn_process
@@ -90,9 +90,7 @@ def test_contenders_started_together_get_exactly_one_claim(tmp_path, stale):
         os.utime(directory / CLAIM, (0, 0))
     results = CONTEXT.Queue()
     processes = [spawn_process(_contend, (str(directory), str(start), results)) for _ in range(CONTENDERS)]
-    while len(list(tmp_path.glob("ready.*"))) < CONTENDERS:
-        assert all(p.is_alive() for p in processes), "a contender died before the start"
-        time.sleep(0.01)
+    wait_for(lambda: len(list(tmp_path.glob("ready.*"))) == CONTENDERS, *processes)
     start.touch()
     won = [results.get(timeout=600) for _ in processes]
     for process in processes:

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 from bench.data.manifest import Case
 from bench.errors import ConfigError, LeakageError
@@ -341,7 +342,6 @@ def test_concurrent_workers_on_sqlite_take_each_enqueued_trial_exactly_once(tmp_
     import json
     import subprocess
     import sys
-    import time
 
     from bench.tuning import make_storage, quiet_optuna
 
@@ -354,9 +354,7 @@ def test_concurrent_workers_on_sqlite_take_each_enqueued_trial_exactly_once(tmp_
     ready = [tmp_path / f"ready_{i}" for i in range(4)]
     workers = [subprocess.Popen([sys.executable, "-c", _POP_WAITING, url, str(go), str(r)], cwd=REPO,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in ready]
-    while not all(r.exists() for r in ready):
-        assert all(w.poll() is None for w in workers), "a worker ended before it was ready"
-        time.sleep(0.05)
+    wait_for(lambda: all(r.exists() for r in ready), *workers)
     go.touch()
     taken = []
     for worker in workers:
