@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from bench.noise import DEFAULT_NOISE_UNITS
 
-__all__ = ["UnitSpec", "PlannedUnit", "ContentHashed", "code_version"]
+__all__ = ["UnitSpec", "PlannedUnit", "ContentHashed", "code_version", "describe_checkout"]
 
 
 class ContentHashed:
@@ -101,18 +101,30 @@ class UnitSpec(ContentHashed):
         return {**self._json(), "spec_hash": self.hash, "code_version": code_version()}
 
 
+#: committed outputs and prose: a change to them cannot change a result, so it does not make a checkout "dirty"
+#: (writing one study's report must not mark the next study's units as trained from uncommitted code)
+NOT_CODE = ("reports", "docs", "**/*.md")
+
+
 @lru_cache(maxsize=1)
 def code_version() -> str:
-    """``<package version>+<git short hash>[-dirty]`` when run from a git checkout, else the package version."""
+    """``<package version>+<git short hash>[-dirty]`` when run from a git checkout, else the package version.
+
+    ``-dirty``: a tracked file outside :data:`NOT_CODE` differs from the commit."""
+    return describe_checkout(Path(__file__).resolve().parent.parent)
+
+
+def describe_checkout(root: Path) -> str:
+    """:func:`code_version` of the git checkout at ``root``."""
     from bench import __version__
 
-    root = Path(__file__).resolve().parent.parent
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
         if sha.returncode != 0:
             return __version__
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True,
-                               timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                *(f":(exclude,glob){p}" if "*" in p else f":(exclude){p}" for p in NOT_CODE)],
+                               cwd=root, capture_output=True, text=True, timeout=5)
         return f"{__version__}+{sha.stdout.strip()}{'-dirty' if dirty.stdout.strip() else ''}"
     except (OSError, subprocess.SubprocessError):
         return __version__

@@ -129,3 +129,37 @@ def test_bold_and_underline_follow_metric_direction():
     tex = to_latex(table, ["A", "B"], ["dsc", "vd"], "Cap 5%")
     assert r"\toprule" in tex and r"\bottomrule" in tex and r"DSC (\%)" in tex and r"Cap 5\%" in tex
     assert r"A & \textbf{70.00 $\pm$ 14.14} & \underline{30.00 $\pm$ 14.14} \\" in tex
+
+
+def test_code_version_is_dirty_for_changed_code_but_not_for_written_reports_or_docs(tmp_path):
+    """A run after another study's `bench report` (which rewrites tracked files under reports/) must still carry
+    the clean commit; a change to code or a study file must not."""
+    import subprocess
+
+    from bench import __version__
+    from bench.spec import describe_checkout
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    files = {"bench/x.py": "a = 1\n", "studies/s.yaml": "arms: {}\n", "reports/s/table.md": "| a |\n",
+             "docs/results.md": "# r\n", "README.md": "# readme\n", "bench/notes.md": "n\n"}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-q", "-m", "c")
+    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    clean = f"{__version__}+{sha}"
+    assert describe_checkout(tmp_path) == clean
+    for name in ("reports/s/table.md", "docs/results.md", "README.md", "bench/notes.md"):
+        (tmp_path / name).write_text("rewritten\n")
+    (tmp_path / "reports/new.png").write_bytes(b"\x89PNG")  # untracked output
+    assert describe_checkout(tmp_path) == clean
+    for name in ("bench/x.py", "studies/s.yaml"):
+        git("stash", "-q")  # back to clean, then change one file that decides results
+        (tmp_path / name).write_text("changed\n")
+        assert describe_checkout(tmp_path) == clean + "-dirty", name
+        git("checkout", "-q", "--", name)
