@@ -103,7 +103,7 @@ class UnitSpec(ContentHashed):
 
 #: committed outputs and prose: a change to them cannot change a result, so it does not make a checkout "dirty"
 #: (writing one study's report must not mark the next study's units as trained from uncommitted code)
-NOT_CODE = ("reports", "docs", "**/*.md")
+NOT_CODE = (":(exclude)reports", ":(exclude)docs", ":(exclude,glob)**/*.md")  # git pathspecs
 
 
 @lru_cache(maxsize=1)
@@ -122,8 +122,7 @@ def describe_checkout(root: Path) -> str:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
         if sha.returncode != 0:
             return __version__
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                *(f":(exclude,glob){p}" if "*" in p else f":(exclude){p}" for p in NOT_CODE)],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *NOT_CODE],
                                cwd=root, capture_output=True, text=True, timeout=5)
         return f"{__version__}+{sha.stdout.strip()}{'-dirty' if dirty.stdout.strip() else ''}"
     except (OSError, subprocess.SubprocessError):

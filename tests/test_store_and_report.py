@@ -159,7 +159,6 @@ def test_code_version_is_dirty_for_changed_code_but_not_for_written_reports_or_d
     (tmp_path / "reports/new.png").write_bytes(b"\x89PNG")  # untracked output
     assert describe_checkout(tmp_path) == clean
     for name in ("bench/x.py", "studies/s.yaml"):
-        git("stash", "-q")  # back to clean, then change one file that decides results
+        git("checkout", "-q", "--", ".")  # back to clean, then change one file that decides results
         (tmp_path / name).write_text("changed\n")
         assert describe_checkout(tmp_path) == clean + "-dirty", name
-        git("checkout", "-q", "--", name)
