@@ -174,7 +174,7 @@ class Tracker:
         run = self.client.create_run(self.experiment_id, run_name=name, tags={
             "mlflow.parentRunId": self.parent_id, HASH_TAG: spec["spec_hash"], "bench.kind": "unit",
             "bench.arm": spec["arm"], "bench.method": spec["method"], "bench.split_hash": spec["split_hash"],
-            "bench.code_version": spec.get("code_version", "")})
+            "bench.code_version": spec.get("code_version", ""), "bench.hardware": done.get("hardware", "")})
         run_id = run.info.run_id
         params = flatten({k: v for k, v in spec.items() if k not in ("manifest", "cache_dir", "splits_path", "code_version")})
         self._log_params(run_id, params)

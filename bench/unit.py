@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench.claims import Claim, take_claim
+from bench.machine import describe_hardware
 from bench.profiles import Profile
 from bench.spec import UnitSpec, code_version
 from bench.store import DONE, FAILED, SPEC, clear_unclaimed, file_digests, unit_status, write_json_atomic
@@ -161,7 +162,8 @@ def _train_and_evaluate(spec: UnitSpec, directory: Path, emit: Event) -> dict[st
     if training.checkpoint:
         torch.save(model.state_dict(), directory / "model.pt")
     return {"params": n_params, "train_seconds": train_seconds, "eval_seconds": eval_seconds,
-            "epochs": profile.epochs, "device": str(device), "test_cases": len(test_cases),
+            "epochs": profile.epochs, "device": str(device), "hardware": describe_hardware(str(device)),
+            "test_cases": len(test_cases),
             "train_cases": len(train_cases), "validation_cases": len(val_cases)}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -70,6 +71,8 @@ def test_mlflow_has_one_child_run_per_unit(smoke_runs):
     units = client.search_runs([experiment.experiment_id], filter_string="tags.`bench.kind` = 'unit'")
     hashes = {json.loads(p.read_text())["spec_hash"] for p in _done(runs / "smoke")}
     assert len(units) == 9 and {r.data.tags["bench.spec_hash"] for r in units} == hashes
+    machines = {json.loads(p.read_text())["hardware"] for p in _done(runs / "smoke")}
+    assert {r.data.tags["bench.hardware"] for r in units} == machines
     parents = {r.info.run_id for r in client.search_runs([experiment.experiment_id], filter_string="tags.`bench.kind` = 'invocation'")}
     for run in units:
         assert run.data.tags["mlflow.parentRunId"] in parents and run.info.status == "FINISHED"
@@ -101,6 +104,17 @@ def test_report_from_run_directories(smoke_runs, bench_cli, tmp_path):
     pairs = pd.read_csv(out / "significance.csv")  # the two UNet arms share the segmentation metrics
     assert set(pairs["metric"]) == {"dsc", "ppv", "tpr", "vd", "hd95", "lesion_f1"}
     assert set(pairs["test"]) == {"Wilcoxon signed-rank"} and pairs["p_adj"].between(0, 1).all()
+    # the provenance names the machine the units trained on (as their DONE.json says), not the reporting one
+    import torch
+
+    from bench.machine import cpu_model
+
+    trained_on = {json.loads(p.read_text())["hardware"] for p in _done(runs / "smoke")}
+    assert len(trained_on) == 1
+    line = trained_on.pop()
+    assert line.startswith(cpu_model()) and f"torch {torch.__version__}" in line
+    assert re.search(r", cpu, \d+ threads?, ", line), line
+    assert json.loads((out / "provenance.json").read_text())["hardware (training)"] == line
 
 
 def _kill_after_first_unit(runs: Path) -> int:

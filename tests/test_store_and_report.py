@@ -162,3 +162,21 @@ def test_code_version_is_dirty_for_changed_code_but_not_for_written_reports_or_d
         git("checkout", "-q", "--", ".")  # back to clean, then change one file that decides results
         (tmp_path / name).write_text("changed\n")
         assert describe_checkout(tmp_path) == clean + "-dirty", name
+
+
+def test_cpu_model_reads_proc_cpuinfo_and_falls_back_without_it(tmp_path):
+    from bench.machine import cpu_model
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC  9R14 96-Core Processor\n"
+                    "processor\t: 1\nmodel name\t: AMD EPYC  9R14 96-Core Processor\n")
+    assert cpu_model(info) == "AMD EPYC 9R14 96-Core Processor"
+    missing = cpu_model(tmp_path / "absent")
+    assert missing and "EPYC" not in missing  # platform's processor or machine name, never empty
+
+
+def test_provenance_names_each_training_machine_with_its_units():
+    from bench.report import _hardware_text
+
+    assert _hardware_text({"AMD EPYC (x86_64), cpu, 1 thread": 35}) == "AMD EPYC (x86_64), cpu, 1 thread"
+    assert _hardware_text({"B, cuda": 1, "A, cpu": 4}) == "A, cpu (4 units); B, cuda (1 unit)"

@@ -15,7 +15,6 @@ and the pass / fail of ``pass_criteria``; :mod:`bench.report.learning`),
 from __future__ import annotations
 
 import json
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +33,14 @@ class ReportFiles:
     files: tuple[Path, ...]
 
 
-def _provenance(per_case: pd.DataFrame, specs: list[dict]) -> dict:
+def _hardware_text(hardware: dict[str, int]) -> str:
+    """One machine: its line; several: each with its number of units (results differ across processor kinds)."""
+    if len(hardware) == 1:
+        return next(iter(hardware))
+    return "; ".join(f"{name} ({n} unit{'s' if n != 1 else ''})" for name, n in sorted(hardware.items()))
+
+
+def _provenance(per_case: pd.DataFrame, specs: list[dict], hardware: dict[str, int]) -> dict:
     first = specs[0]
     prof = first["profile"]
     return {
@@ -46,7 +52,7 @@ def _provenance(per_case: pd.DataFrame, specs: list[dict]) -> dict:
         "seeds": ", ".join(str(s) for s in sorted({s["seed"] for s in specs})),
         "folds": str(len({s["fold"] for s in specs})),
         "noise σ": ", ".join(f"{s:g}" for s in first["noise"]) + f" ({_NOISE_UNITS[first.get('noise_units', LEGACY_NOISE_UNITS)][0]})",
-        "hardware": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
+        "hardware (training)": _hardware_text(hardware),
     }
 
 
@@ -343,6 +349,7 @@ SECTIONS = (_results_section, _significance_section, _noise_section, _uncertaint
 def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
     """Write the study's report from its finished units under ``runs_root``: collect, then each of
     :data:`SECTIONS` (its Markdown lines and files), then report.md / .html and the provenance."""
+    from bench.report.collect import collect_hardware
     from bench.report.html import markdown_to_html
 
     report = _collect(study, runs_root, out_root)
@@ -351,7 +358,7 @@ def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
         section_lines, section_files = section(report)
         lines += section_lines
         files += section_files
-    provenance = _provenance(report.per_case, report.specs)
+    provenance = _provenance(report.per_case, report.specs, collect_hardware(report.study_root))
     lines += ["## Provenance", "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in provenance.items()), ""]
     out = report.out
     report_md = "\n".join(lines)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
 from bench.aggregate import with_derived_columns
 from bench.errors import BenchError
-from bench.store import SPEC, done_units, read_json
+from bench.store import DONE, SPEC, done_units, read_json
 
-__all__ = ["collect_per_case", "collect_specs"]
+__all__ = ["collect_hardware", "collect_per_case", "collect_specs"]
 
 
 def collect_per_case(study_root: Path) -> pd.DataFrame:
@@ -29,3 +30,13 @@ def collect_per_case(study_root: Path) -> pd.DataFrame:
 
 def collect_specs(study_root: Path) -> list[dict]:
     return [read_json(u / SPEC) for u in done_units(study_root)]
+
+
+#: What a unit finished before its DONE.json recorded the machine counts as.
+HARDWARE_NOT_RECORDED = "not recorded (units finished before bench 0.1.0 recorded the machine)"
+
+
+def collect_hardware(study_root: Path) -> Counter[str]:
+    """How many finished units trained on each machine (:func:`bench.machine.describe_hardware`, as their
+    DONE.json records it)."""
+    return Counter(read_json(u / DONE).get("hardware", HARDWARE_NOT_RECORDED) for u in done_units(study_root))
