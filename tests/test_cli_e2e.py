@@ -225,7 +225,7 @@ def test_check_and_ls(bench_cli):
     assert result.code == 0 and "smoke" in result.out
 
 
-def test_report_warns_when_rows_come_from_several_or_uncommitted_code_versions(smoke_runs, bench_cli, tmp_path):
+def test_report_warns_when_rows_come_from_several_or_uncommitted_code_versions_or_machines(smoke_runs, bench_cli, tmp_path):
     import shutil
 
     runs, _, _ = smoke_runs
@@ -238,12 +238,15 @@ def test_report_warns_when_rows_come_from_several_or_uncommitted_code_versions(s
     from bench.store import DONE, file_digests, read_json, write_json_atomic
 
     done = read_json(per_case.parent / DONE)  # a unit really made by other code: its DONE.json vouches for the file
-    write_json_atomic(per_case.parent / DONE, {**done, "files": file_digests(per_case.parent)})
+    write_json_atomic(per_case.parent / DONE, {**done, "files": file_digests(per_case.parent), "hardware": "Other CPU"})
     result = bench_cli("report", "smoke", "--runs-dir", copy, "--out", tmp_path / "reports")
     assert result.code == 0, result
     text = (tmp_path / "reports" / "smoke" / "report.md").read_text()
     assert "come from 2 code versions" in text
     assert "**Warning:** 0.0.0+0ther00-dirty" in text and "uncommitted changes" in text  # named, not just counted
+    assert "trained on 2 different machines" in text  # and that unit trained on another machine
+    machines = json.loads((tmp_path / "reports" / "smoke" / "provenance.json").read_text())["hardware (training)"]
+    assert set(machines.split("; ")) == {"Other CPU (1 unit)", f"{done['hardware']} (8 units)"}
 
 
 def test_ctrl_c_on_a_pool_run_keeps_finished_units(tmp_path, bench_cli):

@@ -126,6 +126,7 @@ class _Report:
     vs_ref: pd.DataFrame
     pairwise: pd.DataFrame
     map_files: list[Path]
+    hardware: dict[str, int]  # finished units per training machine (bench.machine.describe_hardware)
 
     @property
     def label_list(self) -> list[str]:
@@ -146,7 +147,7 @@ Section = tuple[list[str], list[Path]]  # a section's Markdown lines and the fil
 def _collect(study: Study, runs_root: Path, out_root: Path) -> _Report:
     """Step 1: read the finished units, aggregate per fold and pooled, run every test, draw the maps."""
     from bench.aggregate import fold_metrics, pooled_metrics
-    from bench.report.collect import collect_per_case, collect_specs
+    from bench.report.collect import collect_hardware, collect_per_case, collect_specs
     from bench.report.maps import plot_maps
     from bench.report.significance import pairwise_table, versus_reference
 
@@ -166,7 +167,7 @@ def _collect(study: Study, runs_root: Path, out_root: Path) -> _Report:
     out.mkdir(parents=True, exist_ok=True)
     map_files = plot_maps(per_case, study_root, arms, labels, out)
     return _Report(study, Path(runs_root), study_root, out, per_case, specs, arms, labels, folds, pooled, vs_ref,
-                   pairwise, map_files)
+                   pairwise, map_files, collect_hardware(study_root))
 
 
 def _results_section(r: _Report) -> Section:
@@ -213,6 +214,11 @@ def _results_section(r: _Report) -> Section:
         lines += [f"**Warning:** {', '.join(dirty)}: trained from a working tree with uncommitted changes, so these "
                   "numbers may not be reproducible from any commit. For a publishable table, rerun from a clean "
                   "checkout (`git status` empty).", ""]
+    if len(r.hardware) > 1:
+        lines += [f"**Warning:** these units trained on {len(r.hardware)} different machines (see the provenance). "
+                  "A unit's numbers are reproducible bit for bit only on the processor kind it trained on, and "
+                  "the spread between kinds can be as large as a difference between methods at a short budget "
+                  "(docs/design.md, \"Reproducibility\"); rerun on one machine kind to compare methods.", ""]
     return lines, [out / f for f in ("table.md", "table.tex", "table.csv", "folds.csv")]
 
 
@@ -349,7 +355,6 @@ SECTIONS = (_results_section, _significance_section, _noise_section, _uncertaint
 def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
     """Write the study's report from its finished units under ``runs_root``: collect, then each of
     :data:`SECTIONS` (its Markdown lines and files), then report.md / .html and the provenance."""
-    from bench.report.collect import collect_hardware
     from bench.report.html import markdown_to_html
 
     report = _collect(study, runs_root, out_root)
@@ -358,7 +363,7 @@ def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
         section_lines, section_files = section(report)
         lines += section_lines
         files += section_files
-    provenance = _provenance(report.per_case, report.specs, collect_hardware(report.study_root))
+    provenance = _provenance(report.per_case, report.specs, report.hardware)
     lines += ["## Provenance", "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in provenance.items()), ""]
     out = report.out
     report_md = "\n".join(lines)
