@@ -24,7 +24,7 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
                 return " ".join(value.split())
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown processor"
+    return platform.processor() or "unknown processor"  # the architecture follows in describe_hardware
 
 
 def describe_hardware(device: str = "cpu") -> str:

@@ -150,12 +150,14 @@ def _collect(study: Study, runs_root: Path, out_root: Path) -> _Report:
     from bench.report.collect import collect_hardware, collect_per_case, collect_specs
     from bench.report.maps import plot_maps
     from bench.report.significance import pairwise_table, versus_reference
+    from bench.store import done_units
 
     study_root = Path(runs_root) / study.name
-    per_case = collect_per_case(study_root)
+    units = done_units(study_root)  # once: the table, the specs and the machines come from the same units
+    per_case = collect_per_case(study_root, units)
     if study.repeats > 1:  # fold j of repeated cross-validation belongs to repeat j // k
         per_case = per_case.assign(repeat=per_case["fold"] // study.folds)
-    specs = collect_specs(study_root)
+    specs = collect_specs(units)
     arms = [a.name for a in study.arms if a.name in set(per_case["arm"])]
     labels = {a: study.arm(a).label for a in arms}
     folds, pooled = fold_metrics(per_case), pooled_metrics(per_case)
@@ -167,7 +169,7 @@ def _collect(study: Study, runs_root: Path, out_root: Path) -> _Report:
     out.mkdir(parents=True, exist_ok=True)
     map_files = plot_maps(per_case, study_root, arms, labels, out)
     return _Report(study, Path(runs_root), study_root, out, per_case, specs, arms, labels, folds, pooled, vs_ref,
-                   pairwise, map_files, collect_hardware(study_root))
+                   pairwise, map_files, collect_hardware(units))
 
 
 def _results_section(r: _Report) -> Section:

@@ -9,15 +9,14 @@ import pandas as pd
 
 from bench.aggregate import with_derived_columns
 from bench.errors import BenchError
-from bench.store import DONE, SPEC, done_units, read_json
+from bench.store import DONE, SPEC, read_json
 
 __all__ = ["collect_hardware", "collect_per_case", "collect_specs"]
 
 
-def collect_per_case(study_root: Path) -> pd.DataFrame:
-    """All per-case rows of the finished units (with the derived columns of :mod:`bench.aggregate`); refuses
-    rows from different splits."""
-    units = done_units(study_root)
+def collect_per_case(study_root: Path, units: list[Path]) -> pd.DataFrame:
+    """All per-case rows of a study's finished ``units`` (:func:`bench.store.done_units`), with the derived
+    columns of :mod:`bench.aggregate`; refuses rows from different splits."""
     if not units:
         raise BenchError(f"no finished units under {study_root}; run `bench run --study {study_root.name}` first")
     frame = pd.concat([pd.read_parquet(u / "per_case.parquet") for u in units], ignore_index=True)
@@ -28,15 +27,15 @@ def collect_per_case(study_root: Path) -> pd.DataFrame:
     return with_derived_columns(frame)
 
 
-def collect_specs(study_root: Path) -> list[dict]:
-    return [read_json(u / SPEC) for u in done_units(study_root)]
+def collect_specs(units: list[Path]) -> list[dict]:
+    return [read_json(u / SPEC) for u in units]
 
 
 #: What a unit finished before its DONE.json recorded the machine counts as.
-HARDWARE_NOT_RECORDED = "not recorded (units finished before bench 0.1.0 recorded the machine)"
+HARDWARE_NOT_RECORDED = "not recorded (units finished before DONE.json recorded the machine)"
 
 
-def collect_hardware(study_root: Path) -> Counter[str]:
-    """How many finished units trained on each machine (:func:`bench.machine.describe_hardware`, as their
-    DONE.json records it)."""
-    return Counter(read_json(u / DONE).get("hardware", HARDWARE_NOT_RECORDED) for u in done_units(study_root))
+def collect_hardware(units: list[Path]) -> Counter[str]:
+    """How many of the finished ``units`` trained on each machine (:func:`bench.machine.describe_hardware`, as
+    their DONE.json records it)."""
+    return Counter(read_json(u / DONE).get("hardware", HARDWARE_NOT_RECORDED) for u in units)
