@@ -19,10 +19,11 @@ its own (``model``) and a part that depends on which scans it was trained on (``
 with overlapping training sets are correlated, as Nadeau and Bengio assume). Two nulls:
 
 - **trained-model null** (``model = data = 0``): the arms' trained models are equally good on the
-  population of patients. This is the hypothesis of the per-case tests (Wilcoxon, DeLong, McNemar), which
-  compare the trained models on the cases at hand;
+  population of patients. This is the hypothesis of the per-case tests the tables use (Wilcoxon, DeLong,
+  McNemar, the paired permutation test), which compare the trained models on the cases at hand;
 - **method null** (``model, data > 0``): the methods are equal, but each trained model is better or worse by
-  chance. Only the fold-level corrected t-test addresses it; the per-case tests reject it more often than α,
+  chance. Only the fold-level corrected t-test (the report's method-level table) addresses it; the per-case
+  tests reject it more often than α,
   the more so the larger the model-to-model variation (the report shows by how much). A second method null
   doubles the training-set-dependent part, which no cross-validation can estimate from one dataset.
 
@@ -40,13 +41,21 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as sps
 
-from bench.stats import clustered_mcnemar, corrected_ttest, delong_test, mcnemar_exact, wilcoxon_paired
+from bench.stats import (
+    clustered_mcnemar,
+    corrected_ttest,
+    delong_test,
+    mcnemar_exact,
+    paired_permutation_test,
+    wilcoxon_paired,
+)
 
 __all__ = ["Design", "Noise", "TESTS", "default_designs", "values", "p_values", "replicate", "simulate", "calibrate"]
 
 ALPHA = 0.05
 
-#: test key → (what it is, the table's test or a naive variant, the hypothesis it is calibrated under)
+#: test key → (what it is, kind: the table's test (suite), the report's method-level test (method) or a naive
+#: variant beside them)
 TESTS = {
     "wilcoxon_patient": ("Wilcoxon signed-rank on patients (segmentation metrics)", "suite"),
     "wilcoxon_scan": ("Wilcoxon signed-rank on scans", "naive"),
@@ -55,7 +64,9 @@ TESTS = {
     "mcnemar_clustered": ("clustered McNemar mid-p, patients (ACC)", "suite"),
     "mcnemar_scan": ("McNemar mid-p on scans", "naive"),
     "mcnemar_exact": ("exact (conditional) McNemar on scans", "naive"),
-    "corrected_t": ("corrected resampled t, k × r folds, seeds averaged (other classification metrics)", "suite"),
+    "permutation_patient": ("paired permutation, patients (SN, SP, F1, BACC, ECE, Brier; here BACC)", "suite"),
+    "permutation_scan": ("paired permutation on scans", "naive"),
+    "corrected_t": ("corrected resampled t, k × r folds, seeds averaged (every metric, method level)", "method"),
     "corrected_t_seeds": ("corrected resampled t, seeds counted as repeats", "naive"),
     "plain_t": ("paired t over folds, no correction", "naive"),
     "holm_family": ("Holm family: any of 4 arms vs the reference (Wilcoxon on patients)", "suite"),
@@ -186,9 +197,11 @@ def values(d: Design, noise: Noise, rng: np.random.Generator, *, seg_effect: flo
     return seg, logit
 
 
-def p_values(d: Design, seg: np.ndarray, logit: np.ndarray) -> dict[str, float]:
+def p_values(d: Design, seg: np.ndarray, logit: np.ndarray, rng: np.random.Generator | None = None,
+             n_perm: int = 1000) -> dict[str, float]:
     """The p of every test in :data:`TESTS` on one simulated study, arm 1 against the reference arm 0, computed
-    as the report computes them (:mod:`bench.report.significance`; a test checks that they agree)."""
+    as the report computes them (:mod:`bench.report.significance`; a test checks that they agree). ``rng``
+    seeds the permutation tests' random swaps (seed 0, the report's, without it); ``n_perm`` swaps each."""
     n = len(d.label)
     per_scan = seg.mean(axis=(2, 3))  # averaged over repeats and seeds, as the report does
     per_patient = np.stack([_patient_means(per_scan[a], d.patient) for a in range(d.arms)])
@@ -201,6 +214,11 @@ def p_values(d: Design, seg: np.ndarray, logit: np.ndarray) -> dict[str, float]:
     p["mcnemar_clustered"] = clustered_mcnemar(correct[1], correct[0], d.patient).p
     p["mcnemar_scan"] = clustered_mcnemar(correct[1], correct[0], np.arange(n)).p
     p["mcnemar_exact"] = mcnemar_exact(correct[1], correct[0]).p
+    prob = 1 / (1 + np.exp(-score))
+    draw = int(rng.integers(2**31)) if rng is not None else 0  # the permutations' own seed: a fresh draw per study
+    for name, clusters in (("permutation_patient", d.patient), ("permutation_scan", None)):
+        p[name] = paired_permutation_test(d.label, prob[1], prob[0], "bacc", clusters, n_perm=n_perm, n_boot=0,
+                                          seed=draw).p
     folds = _fold_values(d, (logit >= 0).astype(float))
     diff = folds[1] - folds[0]  # [k × r, seeds]
     n_test = n / d.folds
@@ -218,7 +236,7 @@ def p_values(d: Design, seg: np.ndarray, logit: np.ndarray) -> dict[str, float]:
 def replicate(d: Design, noise: Noise, rng: np.random.Generator, *, seg_effect: float = 0.0,
               cls_effect: float = 0.0) -> dict[str, float]:
     """One simulated study: the p of every test in :data:`TESTS`."""
-    return p_values(d, *values(d, noise, rng, seg_effect=seg_effect, cls_effect=cls_effect))
+    return p_values(d, *values(d, noise, rng, seg_effect=seg_effect, cls_effect=cls_effect), rng)
 
 
 def simulate(d: Design, noise: Noise, replicates: int, seed: int, *, seg_effect: float = 0.0,

@@ -5,6 +5,7 @@
 | two methods, per-case segmentation metric | :func:`wilcoxon_paired` + :func:`paired_bootstrap_ci` |
 | two classifiers, AUC | :func:`delong_test` (DeLong et al. 1988, fast form of Sun & Xu 2014; by patient: Obuchowski 1997) |
 | two classifiers, accuracy | :func:`mcnemar_exact` (statsmodels); :func:`clustered_mcnemar` (patients) |
+| two classifiers, SN, SP, F1, BACC, ECE, Brier | :func:`paired_permutation_test` (arms swapped per patient) |
 | per-fold summaries, k folds × r repeats | :func:`corrected_ttest` (Nadeau & Bengio 2003) |
 | three or more methods | :func:`friedman` + pairwise Wilcoxon with Holm; :func:`nemenyi_cd` |
 | many comparisons | :func:`adjust` (Holm or Benjamini–Hochberg through statsmodels) |
@@ -22,7 +23,7 @@ from scipy import stats as sps
 from bench.errors import BenchError
 
 __all__ = ["TestResult", "require_same_split", "wilcoxon_paired", "paired_bootstrap_ci", "delong_test", "mcnemar_exact",
-           "clustered_mcnemar", "sign_flip_p",
+           "clustered_mcnemar", "sign_flip_p", "paired_permutation_test",
            "corrected_ttest", "friedman", "adjust", "nemenyi_cd", "average_ranks", "cluster_bootstrap_auc", "rank_auc"]
 
 
@@ -247,6 +248,66 @@ def clustered_mcnemar(correct_a, correct_b, clusters) -> TestResult:
     d = np.rint(d).astype(int)
     name = "McNemar mid-p" if len(ids) == len(a) else "clustered McNemar mid-p"
     return TestResult(name, float(d.sum()), sign_flip_p(d, mid=True), float(a.mean() - b.mean()), n=len(ids))
+
+
+def _cluster_ids(clusters, n: int) -> tuple[int, np.ndarray]:
+    """Number of clusters and each case's cluster index (every case its own cluster when ``clusters`` is None)."""
+    if clusters is None:
+        return n, np.arange(n)
+    ids, inverse = np.unique(np.asarray(clusters), return_inverse=True)
+    return len(ids), inverse
+
+
+def paired_permutation_test(labels, prob_a, prob_b, metric: str, clusters=None, *, n_perm: int = 4000,
+                            n_boot: int = 2000, seed: int = 0, exact_up_to: int = 12) -> TestResult:
+    """Paired permutation (randomisation) test of a classification metric computed over a set of cases.
+
+    Under the null the two arms' predictions are exchangeable within a patient (cluster): each patient's
+    predictions are swapped between the arms with probability ½ and ``metric`` (:data:`bench.metrics.cls.
+    BATCH_METRICS`: SN, SP, F1, BACC, ECE, Brier, ACC) is recomputed on the pooled cases. Two-sided mid-p of
+    ``|metric_a − metric_b|``: outcomes exactly as extreme count half, as in :func:`clustered_mcnemar`, to which
+    the test reduces for ACC. Exact over the 2^D swaps of the D patients whose predictions differ when
+    D ≤ ``exact_up_to``; otherwise ``n_perm`` random swaps plus the observed assignment. Valid for any metric,
+    including ratios (F1) and binned ones (ECE), where no per-case difference exists. Effect = metric_a −
+    metric_b over all cases; its CI a percentile bootstrap of patients (``n_boot`` draws, 0 = none).
+    """
+    from bench.metrics.cls import BATCH_METRICS, batch_metrics
+
+    if metric not in BATCH_METRICS:
+        raise ValueError(f"paired_permutation_test computes {', '.join(BATCH_METRICS)}; got {metric!r}")
+    y = np.asarray(labels, int)
+    a, b = np.asarray(prob_a, float), np.asarray(prob_b, float)
+    n_clusters, inverse = _cluster_ids(clusters, len(y))
+    name = "permutation" if n_clusters == len(y) else "clustered permutation"
+    def score(prob, weights=None):
+        return batch_metrics(y, prob, weights, ece=metric == "ece")[metric]
+
+    effect = float(score(a)[0] - score(b)[0])
+    if np.isnan(effect):
+        return TestResult(f"{name} (undefined: {metric} is NaN for an arm)", float("nan"), float("nan"), effect,
+                          n=n_clusters)
+    differing = np.unique(inverse[a != b])
+    rng = np.random.default_rng(seed)
+    if len(differing) <= exact_up_to:
+        flips = (np.arange(2 ** len(differing))[:, None] >> np.arange(len(differing))[None, :]) & 1
+    else:  # the observed assignment (no swap) is one of the draws
+        flips = np.vstack([np.zeros((1, len(differing)), int), rng.integers(0, 2, (n_perm, len(differing)))])
+    swap_cluster = np.zeros((len(flips), n_clusters), bool)
+    swap_cluster[:, differing] = flips.astype(bool)
+    swap = swap_cluster[:, inverse]
+    values = score(np.where(swap, b, a)) - score(np.where(swap, a, b))
+    size, observed = np.abs(values), abs(effect)
+    tie = np.isclose(size, observed, rtol=1e-9, atol=1e-12)
+    p = 1.0 if tie.all() else float(((size > observed) & ~tie).mean() + 0.5 * tie.mean())
+    low = high = float("nan")
+    if n_boot:
+        draws = rng.integers(0, n_clusters, (n_boot, n_clusters))
+        counts = np.bincount((draws + n_clusters * np.arange(n_boot)[:, None]).ravel(),
+                             minlength=n_boot * n_clusters).reshape(n_boot, n_clusters)[:, inverse]
+        boot = score(a, counts) - score(b, counts)
+        if np.isfinite(boot).any():
+            low, high = (float(v) for v in np.nanpercentile(boot, [2.5, 97.5]))
+    return TestResult(name, effect, p, effect, low, high, n_clusters)
 
 
 def corrected_ttest(differences, n_train: float, n_test: float) -> TestResult:

@@ -14,7 +14,7 @@ from conftest import REPO
 
 from bench.aggregate import fold_metrics
 from bench.calibrate import Noise, default_designs, p_values, simulate, values
-from bench.report.significance import compare
+from bench.report.significance import compare, fold_test
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +40,17 @@ def _per_case(d, seg, logit) -> pd.DataFrame:
 def test_the_simulation_computes_each_test_as_the_report(designs):
     d = designs["longitudinal cohort, 3 repeats × 3 seeds"]
     seg, logit = values(d, Noise(), np.random.default_rng(3), seg_effect=0.01, cls_effect=0.2)
-    p = p_values(d, seg, logit)
+    p = p_values(d, seg, logit, n_perm=4000)  # the report's permutation count and seed
     frame = _per_case(d, seg, logit)
     folds = fold_metrics(frame)
     assert compare(frame, folds, "a1", "a0", "dsc").p == pytest.approx(p["wilcoxon_patient"], rel=1e-9)
     assert compare(frame, folds, "a1", "a0", "dsc", unit="scan").p == pytest.approx(p["wilcoxon_scan"], rel=1e-9)
     assert compare(frame, folds, "a1", "a0", "auc").p == pytest.approx(p["delong_clustered"], rel=1e-9)
     assert compare(frame, folds, "a1", "a0", "acc").p == pytest.approx(p["mcnemar_clustered"], rel=1e-9)
-    assert compare(frame, folds, "a1", "a0", "bacc").p == pytest.approx(p["corrected_t"], rel=1e-9)
+    assert fold_test(frame, folds, "a1", "a0", "bacc").p == pytest.approx(p["corrected_t"], rel=1e-9)
+    # the same permutation test on the same predictions; the random swaps follow another patient order
+    assert compare(frame, folds, "a1", "a0", "bacc").test == "clustered permutation"
+    assert compare(frame, folds, "a1", "a0", "bacc").p == pytest.approx(p["permutation_patient"], abs=0.02)
 
 
 def test_patients_hold_alpha_where_scans_do_not_and_power_grows(designs):
@@ -56,6 +59,7 @@ def test_patients_hold_alpha_where_scans_do_not_and_power_grows(designs):
     assert null["wilcoxon_patient"] <= 0.09 and null["delong_clustered"] <= 0.09
     assert null["wilcoxon_scan"] > null["wilcoxon_patient"] + 0.04  # 4–5 correlated scans counted as 4–5 patients
     assert null["delong_scan"] > null["delong_clustered"] + 0.04
+    assert null["permutation_patient"] <= 0.09 and null["permutation_scan"] > null["permutation_patient"] + 0.02
     strong = simulate(designs["default cohort"], Noise(), 100, seed=12, seg_effect=0.05, cls_effect=1.0)
     assert strong["wilcoxon_patient"] > 0.9 and strong["delong_clustered"] > 0.5
 

@@ -15,7 +15,7 @@ from bench.data import PreparedData
 from bench.data.manifest import Case
 from bench.errors import ConfigError, DataError
 from bench.profiles import PROFILES
-from bench.report.significance import compare
+from bench.report.significance import compare, fold_test
 from bench.runner import plan_units
 from bench.splits import load_or_create_splits, make_splits, read_splits
 from bench.stats import corrected_ttest
@@ -81,7 +81,7 @@ def test_seeds_of_one_partition_are_averaged_before_the_corrected_t():
     per_case = pd.DataFrame([{"arm": arm, "seed": s, "sigma": 0.0, "case_id": f"c{i}", "patient_id": f"p{i}",
                               "label": i % 2, "prob_nmosd": 0.5, "split_hash": "s"}
                              for arm in "ab" for s in (0, 1, 2) for i in range(100)])
-    res = compare(per_case, folds, "a", "b", "sn")
+    res = fold_test(per_case, folds, "a", "b", "sn")  # the report's method-level test
     one_seed = corrected_ttest(d, n_train=80, n_test=20)
     copied = corrected_ttest(np.tile(d, 3), n_train=80, n_test=20)  # what treating seeds as repeats gave
     assert res.n == 5 and res.p == pytest.approx(one_seed.p)

@@ -75,7 +75,11 @@ def test_markers_follow_the_tests(report):
     assert set(vs_ref[vs_ref.metric == "auc"]["test"]) == {"clustered DeLong"}  # patients are the unit by default
     assert set(vs_ref[vs_ref.metric == "acc"]["test"]) == {"McNemar mid-p"}  # every fabricated patient has one scan
     assert "Unit of analysis: patients" in (report.directory / "report.md").read_text()
-    assert set(vs_ref[vs_ref.metric == "sn"]["test"]) == {"corrected resampled t"}
+    assert set(vs_ref[vs_ref.metric == "sn"]["test"]) == {"permutation"}  # SN: arms swapped per patient
+    methods = pd.read_csv(report.directory / "method_level.csv")  # the fold-level test, beside the markers
+    assert set(methods["test"]) == {"corrected resampled t"} and set(methods["arm_b"]) == {"good"}
+    assert set(methods["metric"]) == {"dsc", "vd", "hd95", "acc", "sn", "auc"} and (methods["n"] == FOLDS).all()
+    assert "### Method level: corrected resampled t over folds" in (report.directory / "report.md").read_text()
     table = (report.directory / "table.md").read_text()
     bad_row = next(line for line in table.splitlines() if line.startswith("| Bad |"))
     good_row = next(line for line in table.splitlines() if line.startswith("| Good |"))

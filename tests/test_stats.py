@@ -282,3 +282,70 @@ def test_clustered_mcnemar_is_the_mid_p_mcnemar_for_singletons_and_counts_patien
     # ±6 ±1 ±1: |sum| is 8, 6, 6 or 4, so P(|T| > 4) = 6/8 and P(|T| = 4) = 2/8: one patient alone is no evidence
     assert res.p == pytest.approx(6 / 8 + 0.5 * 2 / 8)
     assert mcnemar_exact(a, b).p == pytest.approx(2 * (1 + 8 + 28) / 256)
+
+
+def _brute_force_mid_p(y, a, b, metric, clusters):
+    """Every assignment of the arms within each patient, by a loop over classification_metrics."""
+    from itertools import product
+
+    from bench.metrics.cls import classification_metrics
+
+    ids = sorted(set(clusters))
+    def diff(x, z):
+        return classification_metrics(y, x)[metric] - classification_metrics(y, z)[metric]
+    observed = abs(diff(a, b))
+    sizes = []
+    for flips in product((False, True), repeat=len(ids)):
+        swap = np.isin(clusters, [c for c, f in zip(ids, flips) if f])
+        sizes.append(abs(diff(np.where(swap, b, a), np.where(swap, a, b))))
+    sizes = np.array(sizes)
+    tie = np.isclose(sizes, observed)
+    return ((sizes > observed) & ~tie).mean() + 0.5 * tie.mean()
+
+
+@pytest.mark.parametrize("metric", ["f1", "sn", "bacc", "ece", "brier"])
+def test_paired_permutation_test_equals_brute_force_enumeration(metric):
+    from bench.stats import paired_permutation_test
+
+    rng = np.random.default_rng(7)
+    y = np.array([1, 1, 0, 0, 1, 0, 1, 0, 1, 1, 0, 0])
+    clusters = np.array([0, 0, 1, 2, 2, 3, 4, 5, 6, 6, 7, 8])  # nine patients, three of them with two scans
+    a = np.clip(0.5 + (y - 0.5) * 0.6 + 0.25 * rng.standard_normal(12), 0.01, 0.99)
+    b = np.clip(0.5 + 0.25 * rng.standard_normal(12), 0.01, 0.99)
+    res = paired_permutation_test(y, a, b, metric, clusters, n_boot=0)
+    assert res.p == pytest.approx(_brute_force_mid_p(y, a, b, metric, clusters), abs=1e-12)
+    assert res.test == "clustered permutation" and res.n == 9
+    sampled = paired_permutation_test(y, a, b, metric, clusters, n_perm=20000, n_boot=0, exact_up_to=0)
+    assert sampled.p == pytest.approx(res.p, abs=0.015)  # random swaps approach the exact p
+
+
+def test_paired_permutation_test_is_mcnemar_for_accuracy_and_flags_undefined_metrics():
+    from bench.stats import paired_permutation_test
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 60)
+    clusters = np.repeat(np.arange(20), 3)
+    a, b = rng.random(60), rng.random(60)
+    res = paired_permutation_test(y, a, b, "acc", clusters, n_boot=500)
+    ref = clustered_mcnemar((a >= 0.5) == y, (b >= 0.5) == y, clusters)
+    assert res.p == pytest.approx(ref.p, abs=0.01) and res.effect == pytest.approx(ref.effect)
+    assert res.ci_low < res.effect < res.ci_high
+    assert paired_permutation_test(y, a, a, "f1", clusters).p == 1.0  # identical predictions: nothing to swap
+    none_positive = paired_permutation_test(np.zeros(6, int), a[:6], b[:6], "sn")
+    assert np.isnan(none_positive.p) and "undefined" in none_positive.test
+    with pytest.raises(ValueError, match="auc"):
+        paired_permutation_test(y, a, b, "auc")
+
+
+def test_batch_metrics_equal_classification_metrics_on_repeated_cases():
+    from bench.metrics.cls import BATCH_METRICS, batch_metrics, classification_metrics
+
+    rng = np.random.default_rng(11)
+    y, prob = rng.integers(0, 2, 50), rng.random(50)
+    prob[:3] = [0.5, 0.05, 0.95]  # the threshold and the outer bins
+    weights = rng.integers(0, 3, (4, 50))
+    batch = batch_metrics(y, prob, weights)
+    for row in range(4):
+        keep = np.repeat(np.arange(50), weights[row])
+        expected = classification_metrics(y[keep], prob[keep])
+        assert [batch[m][row] for m in BATCH_METRICS] == pytest.approx([expected[m] for m in BATCH_METRICS], abs=1e-12)

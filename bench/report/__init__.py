@@ -125,6 +125,7 @@ class _Report:
     pooled: pd.DataFrame
     vs_ref: pd.DataFrame
     pairwise: pd.DataFrame
+    methods: pd.DataFrame  # the fold-level corrected t of each arm against the reference (method_level)
     map_files: list[Path]
     hardware: dict[str, int]  # finished units per training machine (bench.machine.describe_hardware)
 
@@ -149,7 +150,7 @@ def _collect(study: Study, runs_root: Path, out_root: Path) -> _Report:
     from bench.aggregate import fold_metrics, pooled_metrics
     from bench.report.collect import collect_hardware, collect_per_case, collect_specs
     from bench.report.maps import plot_maps
-    from bench.report.significance import pairwise_table, versus_reference
+    from bench.report.significance import method_level, pairwise_table, versus_reference
     from bench.store import done_units
 
     study_root = Path(runs_root) / study.name
@@ -165,11 +166,13 @@ def _collect(study: Study, runs_root: Path, out_root: Path) -> _Report:
                               unit=study.analysis_unit) \
         if study.reference in arms else pd.DataFrame(columns=["metric", "arm_a", "p_adj", "test", "effect"])
     pairwise = pairwise_table(per_case, folds, arms, study.metrics, study.correction, unit=study.analysis_unit)
+    methods = method_level(per_case, folds, arms, study.reference, study.metrics, study.correction) \
+        if study.reference in arms else pd.DataFrame()
     out = Path(out_root) / study.name
     out.mkdir(parents=True, exist_ok=True)
     map_files = plot_maps(per_case, study_root, arms, labels, out)
     return _Report(study, Path(runs_root), study_root, out, per_case, specs, arms, labels, folds, pooled, vs_ref,
-                   pairwise, map_files, collect_hardware(units))
+                   pairwise, methods, map_files, collect_hardware(units))
 
 
 def _results_section(r: _Report) -> Section:
@@ -236,6 +239,9 @@ def _significance_section(r: _Report) -> Section:
     significance_md = _significance_md(r.pairwise, r.labels, study.alpha)
     (out / "significance.md").write_text(significance_md)
     files = [out / f for f in ("significance.md", "significance.csv", "versus_reference.csv")]
+    if len(r.methods):
+        r.methods.to_csv(out / "method_level.csv", index=False)
+        files.append(out / "method_level.csv")
     files += plot_roc(r.per_case, r.arms, r.label_list, out, study.title)
     cd_figures = []
     for task in ("seg", "cls"):
@@ -253,6 +259,17 @@ def _significance_section(r: _Report) -> Section:
                   f"χ² = {summary['test'].statistic:.2f}, p = {summary['test'].p:.3g}.", ""]
     lines += [f"Every pairwise comparison ({r.correction}-adjusted over all pairs per metric; adjusted p < {study.alpha} in bold):",
               "", significance_md]
+    if len(r.methods):
+        repeats = f" × {study.repeats} repeats" if study.repeats > 1 else ""
+        lines += ["### Method level: corrected resampled t over folds", "",
+                  f"The tests above compare the arms' trained models on these patients. Whether one *method* beats "
+                  f"another is asked of the per-fold values ({study.folds} folds{repeats}, training seeds averaged) "
+                  "by Nadeau and Bengio's corrected resampled t-test, against the reference "
+                  f"({r.correction}-adjusted per metric; not used for the table's †). Its error rate depends on how "
+                  "much a trained model depends on the scans it was trained on, which one dataset cannot tell: "
+                  "`bench calibrate` measures it conservative at one repeat and anti-conservative with repeated "
+                  "cross-validation or a strong dependence (reports/calibration/).", "",
+                  _significance_md(r.methods, r.labels, study.alpha)]
     for summary, figure_files in cd_figures:
         lines += [f"![Critical-difference diagram, {METRICS[summary['metric']].header}]({figure_files[0].name})", ""]
     if (out / "roc.png").exists():

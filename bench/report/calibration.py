@@ -45,7 +45,7 @@ def _verdict(frame: pd.DataFrame) -> list[str]:
     """Per table test and null it tests: inside the band on every design, or where not."""
     lines = []
     for name, (what, kind) in TESTS.items():
-        for null in OWN_NULL[name] if kind == "suite" else ():
+        for null in OWN_NULL[name] if kind in ("suite", "method") else ():
             own = frame[(frame["test"] == name) & (frame["null"] == null)]
             if own.empty:
                 continue
@@ -71,13 +71,14 @@ def _plot_power(power: pd.DataFrame, out: Path) -> list[Path]:
         part = power[power["design"] == design]
         for col, (effect, tests, xlabel) in enumerate((
                 ("seg_effect", ("wilcoxon_patient", "wilcoxon_scan", "holm_family"), "planted DSC difference"),
-                ("cls_effect", ("delong_clustered", "delong_scan", "mcnemar_clustered", "corrected_t"),
+                ("cls_effect", ("delong_clustered", "delong_scan", "mcnemar_clustered", "permutation_patient",
+                                "corrected_t"),
                  "planted class-separation gain (logit units)"))):
             ax = axes[row, col]
             for i, name in enumerate(tests):
                 curve = part[part["test"] == name].sort_values(effect)
                 ax.plot(curve[effect], curve["rate"], marker="o", color=OKABE_ITO[i % len(OKABE_ITO)],
-                        linestyle="-" if TESTS[name][1] == "suite" else "--", label=TESTS[name][0])
+                        linestyle={"suite": "-", "method": ":"}.get(TESTS[name][1], "--"), label=TESTS[name][0])
             ax.axhline(ALPHA, color="grey", linewidth=0.8)
             ax.set_ylim(0, 1)
             ax.set_xlabel(xlabel)
@@ -110,13 +111,16 @@ def write_calibration(rows: list[dict], out: Path, *, replicates: int, seed: int
         "to read this page: `bench/calibrate.py` and docs/statistics.md (\"Calibration\"); its parameters: "
         "`model.json`.", "",
         f"Type-I error at α = {ALPHA} with a Clopper–Pearson 95 % interval; **bold**: outside [{BAND[0]}, {BAND[1]}]. "
-        "*suite* = the test the tables use, *naive* = the variant beside it (per-scan instead of per-patient, "
-        "training seeds counted as repeats, no variance correction, the exact conditional McNemar).", "",
-        "## Verdict: each table test under the null it tests", "", *_verdict(type1), "",
+        "*suite* = the test the tables use (and their † markers), *method* = the method-level test each report "
+        "gives beside them, *naive* = a variant (per-scan instead of per-patient, training seeds counted as "
+        "repeats, no variance correction, the exact conditional McNemar).", "",
+        "## Verdict: each test of the reports under the null it tests", "", *_verdict(type1), "",
         *[f"## Type-I error, {null}\n\n{table}" for null, table in tables.items()],
-        "Per-case tests (Wilcoxon, DeLong, McNemar) compare the trained models on the cases at hand. Under the "
-        "method null each trained model is better or worse by chance, so they find that difference; the "
-        "fold-level corrected t-test is the one for a claim about the methods.", "",
+        "Per-case tests (Wilcoxon, DeLong, McNemar, permutation) compare the trained models on the cases at hand. "
+        "Under the method null each trained model is better or worse by chance, so they find that difference; the "
+        "fold-level corrected t-test is the one for a claim about the methods, and its error rate depends on how "
+        "much a trained model depends on its training scans (Bengio and Grandvalet 2004: no cross-validation "
+        "estimates that from one dataset).", "",
         "## Power", "", "![Power against effect size](power.png)", "",
     ]
     (out / "calibration.md").write_text("\n".join(lines))

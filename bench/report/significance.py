@@ -9,9 +9,15 @@ independent, the papers' practice). A longitudinal patient's scans are correlate
   smallest both arms have; one repeat: the first), patients as clusters;
 - ACC: McNemar's mid-p test as a sign-flip test on each patient's discordant scans (the plain McNemar
   mid-p test with one scan per patient; the exact conditional test is too conservative);
-- other classification metrics: the Nadeau–Bengio corrected resampled t-test on per-fold values averaged
-  over training seeds, over the k × r folds of ``repeats: r`` repeated cross-validations (seeds of one
-  partition are not repeats: they share the test sets, and counting them as repeats shrinks the variance).
+- other classification metrics (SN, SP, F1, BACC, ECE, Brier): a paired permutation test on the same pooled
+  predictions, the arms' predictions swapped per patient (:func:`bench.stats.paired_permutation_test`).
+
+Each of these compares the two arms' *trained models* on the patients at hand, and ``bench calibrate`` shows
+they hold α under that null. :func:`method_level` adds, for every metric, the Nadeau–Bengio corrected resampled
+t-test on per-fold values averaged over training seeds, over the k × r folds of ``repeats: r`` repeated
+cross-validations (seeds of one partition are not repeats: they share the test sets): a claim about the
+*methods*, whose error rate depends on how much a model depends on the scans it was trained on, which one
+dataset cannot tell (docs/statistics.md). It is reported beside the table, not used for its markers.
 
 All at one noise σ (0 unless the noise section asks for another: every σ of the grid is a paired
 comparison on identical noisy inputs). p-values are adjusted per metric family: over the comparisons with
@@ -36,11 +42,12 @@ from bench.stats import (
     corrected_ttest,
     delong_test,
     friedman,
+    paired_permutation_test,
     require_same_split,
     wilcoxon_paired,
 )
 
-__all__ = ["compare", "pairwise_table", "versus_reference", "friedman_summary", "block_matrix", "UNITS",
+__all__ = ["compare", "method_level", "pairwise_table", "versus_reference", "friedman_summary", "block_matrix", "UNITS",
            "unit_values", "unit_sentence"]
 UNITS = ("patient", "scan")
 _COLUMNS = ["metric", "arm_a", "arm_b", "test", "statistic", "p", "effect", "ci_low", "ci_high", "n"]
@@ -62,12 +69,13 @@ def unit_values(rows: pd.DataFrame, metric: str, unit: str) -> pd.Series:
 
 def unit_sentence(unit: str, repeats: int, seeds: int) -> str:
     """The report footnote naming the unit of analysis and what counts as a repeat."""
-    who = ("patients (a patient's scans averaged, or clustered for AUC and ACC)" if unit == "patient"
+    who = ("patients (a patient's scans averaged, or clustered for the classification metrics)" if unit == "patient"
            else "scans (each scan independent)")
-    folds = (f"{repeats} repeated cross-validations (k × {repeats} folds) in the corrected t-test" if repeats > 1
-             else "the k folds in the corrected t-test (no repeated cross-validation)")
-    return (f"Unit of analysis: {who}; {folds}; {seeds} training seed(s) per fold, averaged, never counted as "
-            "independent repeats.")
+    folds = (f"{repeats} repeated cross-validations (k × {repeats} folds) in the method-level corrected t-test"
+             if repeats > 1 else "the k folds in the method-level corrected t-test (no repeated cross-validation)")
+    return (f"Unit of analysis: {who}; segmentation tests average a scan over training seeds and repeats, "
+            "classification tests take one prediction per scan (the smallest training seed both arms have, the first "
+            f"repeat); {folds}; {seeds} training seed(s) per fold, never counted as independent repeats.")
 
 
 def _one_prediction(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame | None:
@@ -100,22 +108,45 @@ def compare(per_case: pd.DataFrame, folds: pd.DataFrame, arm_a: str, arm_b: str,
         return wilcoxon_paired(pairs["a"], pairs["b"]) if len(pairs) >= 2 else None
     if not (_has(a, "prob_nmosd") and _has(b, "prob_nmosd")):
         return None
-    if metric in ("auc", "acc"):
-        pairs = _one_prediction(a, b)
-        if pairs is None:  # one prediction per case is needed from each arm, from the same training seed
-            name = "DeLong" if metric == "auc" else "McNemar"
-            return TestResult(f"{name} (undefined: no training seed shared)", float("nan"), float("nan"))
-        clusters = pairs["patient_id_a"].to_numpy() if unit == "patient" and "patient_id_a" in pairs else None
-        if metric == "auc":
-            return delong_test(pairs["label_a"], pairs["prob_nmosd_a"], pairs["prob_nmosd_b"], clusters=clusters)
+    pairs = _one_prediction(a, b)
+    if pairs is None:  # one prediction per case is needed from each arm, from the same training seed
+        name = {"auc": "DeLong", "acc": "McNemar"}.get(metric, "permutation")
+        return TestResult(f"{name} (undefined: no training seed shared)", float("nan"), float("nan"))
+    clusters = pairs["patient_id_a"].to_numpy() if unit == "patient" and "patient_id_a" in pairs else None
+    if metric == "auc":
+        return delong_test(pairs["label_a"], pairs["prob_nmosd_a"], pairs["prob_nmosd_b"], clusters=clusters)
+    if metric == "acc":
         correct_a, correct_b = pairs["pred_a"] == pairs["label_a"], pairs["pred_b"] == pairs["label_b"]
         return clustered_mcnemar(correct_a, correct_b, np.arange(len(pairs)) if clusters is None else clusters)
+    return paired_permutation_test(pairs["label_a"], pairs["prob_nmosd_a"], pairs["prob_nmosd_b"], metric, clusters)
+
+
+def fold_test(per_case: pd.DataFrame, folds: pd.DataFrame, arm_a: str, arm_b: str, metric: str,
+              sigma: float = 0.0) -> TestResult | None:
+    """The corrected resampled t-test of ``metric``'s per-fold values (training seeds averaged, k × r folds)."""
     fa, fb = (folds[(folds["arm"] == arm) & (folds["sigma"] == sigma)] for arm in (arm_a, arm_b))
+    if not (_has(fa, metric) and _has(fb, metric)):
+        return None
+    clean = per_case[per_case["sigma"] == sigma]
+    require_same_split(clean.loc[clean["arm"].isin([arm_a, arm_b]), "split_hash"])
+    clean = clean[clean["arm"] == arm_a]
     pairs = fa.merge(fb, on=["fold", "seed"], suffixes=("_a", "_b"))
     per_fold = pairs.groupby("fold")[[f"{metric}_a", f"{metric}_b", "n_cases_a"]].mean()  # seeds averaged
     n_test = float(per_fold["n_cases_a"].mean())
-    n_total = float(a[a["seed"] == a["seed"].min()]["case_id"].nunique())
+    n_total = float(clean[clean["seed"] == clean["seed"].min()]["case_id"].nunique())
     return corrected_ttest(per_fold[f"{metric}_a"] - per_fold[f"{metric}_b"], n_train=n_total - n_test, n_test=n_test)
+
+
+def _result_row(metric: str, arm_a: str, arm_b: str, res: TestResult) -> dict:
+    return {"metric": metric, "arm_a": arm_a, "arm_b": arm_b, "test": res.test, "statistic": res.statistic, "p": res.p,
+            "effect": res.effect, "ci_low": res.ci_low, "ci_high": res.ci_high, "n": res.n}
+
+
+def method_level(per_case, folds, arms, reference: str, metrics, correction: str) -> pd.DataFrame:
+    """Each arm against the reference by :func:`fold_test` on every metric, p adjusted per metric."""
+    rows = [_result_row(metric, arm, reference, res) for metric in metrics for arm in arms if arm != reference
+            if (res := fold_test(per_case, folds, arm, reference, metric)) is not None]
+    return _adjusted(pd.DataFrame(rows, columns=_COLUMNS), correction)
 
 
 def _rows(per_case, folds, pairs, metrics, sigma: float = 0.0, unit: str = "patient") -> pd.DataFrame:
@@ -124,8 +155,7 @@ def _rows(per_case, folds, pairs, metrics, sigma: float = 0.0, unit: str = "pati
         for arm_a, arm_b in pairs:
             res = compare(per_case, folds, arm_a, arm_b, metric, sigma, unit)
             if res is not None:
-                rows.append({"metric": metric, "arm_a": arm_a, "arm_b": arm_b, "test": res.test, "statistic": res.statistic,
-                             "p": res.p, "effect": res.effect, "ci_low": res.ci_low, "ci_high": res.ci_high, "n": res.n})
+                rows.append(_result_row(metric, arm_a, arm_b, res))
     return pd.DataFrame(rows, columns=_COLUMNS)
 
 
