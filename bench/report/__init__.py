@@ -267,8 +267,9 @@ def _significance_section(r: _Report) -> Section:
                   "by Nadeau and Bengio's corrected resampled t-test, against the reference "
                   f"({r.correction}-adjusted per metric; not used for the table's †). Its error rate depends on how "
                   "much a trained model depends on the scans it was trained on, which one dataset cannot tell: "
-                  "`bench calibrate` measures it conservative at one repeat and anti-conservative with repeated "
-                  "cross-validation or a strong dependence (reports/calibration/).", "",
+                  "`bench calibrate` measures it near α or conservative at one repeat with a moderate dependence, and "
+                  "anti-conservative with repeated cross-validation or a strong dependence (reports/calibration/).",
+                  "",
                   _significance_md(r.methods, r.labels, study.alpha)]
     for summary, figure_files in cd_figures:
         lines += [f"![Critical-difference diagram, {METRICS[summary['metric']].header}]({figure_files[0].name})", ""]
