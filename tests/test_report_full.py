@@ -80,6 +80,10 @@ def test_markers_follow_the_tests(report):
     assert set(methods["test"]) == {"corrected resampled t"} and set(methods["arm_b"]) == {"good"}
     assert set(methods["metric"]) == {"dsc", "vd", "hd95", "acc", "sn", "auc"} and (methods["n"] == FOLDS).all()
     assert "### Method level: corrected resampled t over folds" in (report.directory / "report.md").read_text()
+    from bench.spec import code_version
+
+    provenance = json.loads((report.directory / "provenance.json").read_text())
+    assert provenance["code version(s)"] == "test" and provenance["code version (report)"] == code_version()
     table = (report.directory / "table.md").read_text()
     bad_row = next(line for line in table.splitlines() if line.startswith("| Bad |"))
     good_row = next(line for line in table.splitlines() if line.startswith("| Good |"))

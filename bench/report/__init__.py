@@ -41,10 +41,14 @@ def _hardware_text(hardware: dict[str, int]) -> str:
 
 
 def _provenance(per_case: pd.DataFrame, specs: list[dict], hardware: dict[str, int]) -> dict:
+    from bench.spec import code_version
+
     first = specs[0]
     prof = first["profile"]
     return {
         "code version(s)": ", ".join(sorted(per_case["code_version"].unique())),
+        # the tests and tables are the report's code: a report rebuilt later from the same units can differ
+        "code version (report)": code_version(),
         "data fingerprint": first["data_fingerprint"],
         "split hash": first["split_hash"],
         "profile": f"{prof['name']} ({prof['size']}³, {prof['epochs']} epochs, batch {prof['batch']}, "
