@@ -232,6 +232,14 @@ def sign_flip_p(totals, *, mid: bool = False) -> float:
     return float(min(1.0, p))
 
 
+def _cluster_ids(clusters, n: int) -> tuple[int, np.ndarray]:
+    """Number of clusters and each case's cluster index (every case its own cluster when ``clusters`` is None)."""
+    if clusters is None:
+        return n, np.arange(n)
+    ids, inverse = np.unique(np.asarray(clusters), return_inverse=True)
+    return len(ids), inverse
+
+
 def clustered_mcnemar(correct_a, correct_b, clusters) -> TestResult:
     """McNemar's mid-p test for scans clustered in patients: a sign-flip test on each patient's discordance.
 
@@ -242,20 +250,12 @@ def clustered_mcnemar(correct_a, correct_b, clusters) -> TestResult:
     (2003) give the large-sample clustered form. Statistic: the sum of the d; effect = ACC_a − ACC_b over scans.
     """
     a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
-    ids, inverse = np.unique(np.asarray(clusters), return_inverse=True)
-    d = np.bincount(inverse, weights=(a & ~b).astype(float), minlength=len(ids)) - \
-        np.bincount(inverse, weights=(~a & b).astype(float), minlength=len(ids))
+    n_clusters, inverse = _cluster_ids(clusters, len(a))
+    d = np.bincount(inverse, weights=(a & ~b).astype(float), minlength=n_clusters) - \
+        np.bincount(inverse, weights=(~a & b).astype(float), minlength=n_clusters)
     d = np.rint(d).astype(int)
-    name = "McNemar mid-p" if len(ids) == len(a) else "clustered McNemar mid-p"
-    return TestResult(name, float(d.sum()), sign_flip_p(d, mid=True), float(a.mean() - b.mean()), n=len(ids))
-
-
-def _cluster_ids(clusters, n: int) -> tuple[int, np.ndarray]:
-    """Number of clusters and each case's cluster index (every case its own cluster when ``clusters`` is None)."""
-    if clusters is None:
-        return n, np.arange(n)
-    ids, inverse = np.unique(np.asarray(clusters), return_inverse=True)
-    return len(ids), inverse
+    name = "McNemar mid-p" if n_clusters == len(a) else "clustered McNemar mid-p"
+    return TestResult(name, float(d.sum()), sign_flip_p(d, mid=True), float(a.mean() - b.mean()), n=n_clusters)
 
 
 def paired_permutation_test(labels, prob_a, prob_b, metric: str, clusters=None, *, n_perm: int = 4000,
@@ -279,6 +279,7 @@ def paired_permutation_test(labels, prob_a, prob_b, metric: str, clusters=None, 
     a, b = np.asarray(prob_a, float), np.asarray(prob_b, float)
     n_clusters, inverse = _cluster_ids(clusters, len(y))
     name = "permutation" if n_clusters == len(y) else "clustered permutation"
+
     def score(prob, weights=None):
         return batch_metrics(y, prob, weights, ece=metric == "ece")[metric]
 
