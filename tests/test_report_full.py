@@ -79,7 +79,8 @@ def test_markers_follow_the_tests(report):
     methods = pd.read_csv(report.directory / "method_level.csv")  # the fold-level test, beside the markers
     assert set(methods["test"]) == {"corrected resampled t"} and set(methods["arm_b"]) == {"good"}
     assert set(methods["metric"]) == {"dsc", "vd", "hd95", "acc", "sn", "auc"} and (methods["n"] == FOLDS).all()
-    assert "### Method level: corrected resampled t over folds" in (report.directory / "report.md").read_text()
+    text = (report.directory / "report.md").read_text()
+    assert "### Method level: corrected resampled t over folds" in text and "these trained models on these patients" in text
     from bench.spec import code_version
 
     provenance = json.loads((report.directory / "provenance.json").read_text())
