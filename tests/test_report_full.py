@@ -216,3 +216,14 @@ def test_building_a_report_imports_no_torch(tmp_path):
             f"build_report(load_study({str(tmp_path / 'fab.yaml')!r}, check_methods=False), Path({str(tmp_path / 'runs')!r}), "
             f"Path({str(tmp_path / 'out')!r}))")
     assert modules_loaded_by(code, "torch") == []
+
+
+def test_a_rebuild_without_the_reference_leaves_no_stale_method_level_table(tmp_path):
+    _write_runs(tmp_path / "runs")
+    study = _study(tmp_path)
+    first = build_report(study, tmp_path / "runs", tmp_path / "reports")
+    assert (first.directory / "method_level.csv").exists()
+    shutil.rmtree(tmp_path / "runs" / "fab" / "good")  # the reference arm's units are gone
+    again = build_report(study, tmp_path / "runs", tmp_path / "reports")
+    assert not (again.directory / "method_level.csv").exists()
+    assert "Method level" not in (again.directory / "report.md").read_text()

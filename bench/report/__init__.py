@@ -247,6 +247,8 @@ def _significance_section(r: _Report) -> Section:
     if len(r.methods):
         r.methods.to_csv(out / "method_level.csv", index=False)
         files.append(out / "method_level.csv")
+    else:  # no reference with finished units: a table from an earlier build would be stale
+        (out / "method_level.csv").unlink(missing_ok=True)
     files += plot_roc(r.per_case, r.arms, r.label_list, out, study.title)
     cd_figures = []
     for task in ("seg", "cls"):
