@@ -73,6 +73,14 @@ def rank_auc(labels, scores) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def _cluster_ids(clusters, n: int) -> tuple[int, np.ndarray]:
+    """Number of clusters and each case's cluster index (every case its own cluster when ``clusters`` is None)."""
+    if clusters is None:
+        return n, np.arange(n)
+    ids, inverse = np.unique(np.asarray(clusters), return_inverse=True)
+    return len(ids), inverse
+
+
 def cluster_bootstrap_auc(labels, scores, clusters, *, n_boot: int = 2000, seed: int = 0,
                           level: float = 0.95) -> tuple[float, float, float]:
     """AUC of ``scores`` for ``labels`` (1 = positive) and its percentile bootstrap CI, resampling clusters.
@@ -80,15 +88,15 @@ def cluster_bootstrap_auc(labels, scores, clusters, *, n_boot: int = 2000, seed:
     A cluster is a patient: the scans of a longitudinal patient are not independent cases, so a resample draws
     patients with replacement and takes every scan of each. Resamples holding one class only are redrawn.
     """
-    y, s, groups = np.asarray(labels, int), np.asarray(scores, float), np.asarray(clusters)
+    y, s = np.asarray(labels, int), np.asarray(scores, float)
     if len(set(y.tolist())) < 2:
         raise ValueError("an AUC needs both classes")
-    ids, inverse = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inverse == i) for i in range(len(ids))]
+    n_clusters, inverse = _cluster_ids(clusters, len(y))
+    members = [np.flatnonzero(inverse == i) for i in range(n_clusters)]
     rng = np.random.default_rng(seed)
     draws: list[float] = []
     while len(draws) < n_boot:
-        take = np.concatenate([members[i] for i in rng.integers(0, len(ids), len(ids))])
+        take = np.concatenate([members[i] for i in rng.integers(0, n_clusters, n_clusters)])
         if y[take].min() != y[take].max():
             draws.append(rank_auc(y[take], s[take]))
     tail = (1 - level) / 2 * 100
@@ -121,11 +129,11 @@ def _cluster_sums(values: np.ndarray, groups: np.ndarray | None) -> tuple[np.nda
     """Per-cluster sums of ``values`` [k, n] along cases, and each cluster's case count (singletons if no groups)."""
     if groups is None:
         return values, np.ones(values.shape[1])
-    ids, inverse = np.unique(groups, return_inverse=True)
-    sums = np.zeros((values.shape[0], len(ids)))
+    n_clusters, inverse = _cluster_ids(groups, values.shape[1])
+    sums = np.zeros((values.shape[0], n_clusters))
     for row in range(values.shape[0]):
-        sums[row] = np.bincount(inverse, weights=values[row], minlength=len(ids))
-    return sums, np.bincount(inverse, minlength=len(ids)).astype(float)
+        sums[row] = np.bincount(inverse, weights=values[row], minlength=n_clusters)
+    return sums, np.bincount(inverse, minlength=n_clusters).astype(float)
 
 
 def _delong_components(y: np.ndarray, scores: np.ndarray, clusters: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -230,14 +238,6 @@ def sign_flip_p(totals, *, mid: bool = False) -> float:
     size = np.abs(np.arange(-span, span + 1))
     p = dist[size > observed].sum() + (0.5 if mid else 1.0) * dist[size == observed].sum()
     return float(min(1.0, p))
-
-
-def _cluster_ids(clusters, n: int) -> tuple[int, np.ndarray]:
-    """Number of clusters and each case's cluster index (every case its own cluster when ``clusters`` is None)."""
-    if clusters is None:
-        return n, np.arange(n)
-    ids, inverse = np.unique(np.asarray(clusters), return_inverse=True)
-    return len(ids), inverse
 
 
 def clustered_mcnemar(correct_a, correct_b, clusters) -> TestResult:

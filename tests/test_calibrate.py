@@ -43,14 +43,14 @@ def test_the_simulation_computes_each_test_as_the_report(designs):
     p = p_values(d, seg, logit, n_perm=4000)  # the report's permutation count and seed
     frame = _per_case(d, seg, logit)
     folds = fold_metrics(frame)
-    assert compare(frame, folds, "a1", "a0", "dsc").p == pytest.approx(p["wilcoxon_patient"], rel=1e-9)
-    assert compare(frame, folds, "a1", "a0", "dsc", unit="scan").p == pytest.approx(p["wilcoxon_scan"], rel=1e-9)
-    assert compare(frame, folds, "a1", "a0", "auc").p == pytest.approx(p["delong_clustered"], rel=1e-9)
-    assert compare(frame, folds, "a1", "a0", "acc").p == pytest.approx(p["mcnemar_clustered"], rel=1e-9)
+    assert compare(frame, "a1", "a0", "dsc").p == pytest.approx(p["wilcoxon_patient"], rel=1e-9)
+    assert compare(frame, "a1", "a0", "dsc", unit="scan").p == pytest.approx(p["wilcoxon_scan"], rel=1e-9)
+    assert compare(frame, "a1", "a0", "auc").p == pytest.approx(p["delong_clustered"], rel=1e-9)
+    assert compare(frame, "a1", "a0", "acc").p == pytest.approx(p["mcnemar_clustered"], rel=1e-9)
     assert fold_test(frame, folds, "a1", "a0", "bacc").p == pytest.approx(p["corrected_t"], rel=1e-9)
     # the same permutation test on the same predictions; the random swaps follow another patient order
-    assert compare(frame, folds, "a1", "a0", "bacc").test == "clustered permutation"
-    assert compare(frame, folds, "a1", "a0", "bacc").p == pytest.approx(p["permutation_patient"], abs=0.02)
+    assert compare(frame, "a1", "a0", "bacc").test == "clustered permutation"
+    assert compare(frame, "a1", "a0", "bacc").p == pytest.approx(p["permutation_patient"], abs=0.02)
 
 
 def test_patients_hold_alpha_where_scans_do_not_and_power_grows(designs):

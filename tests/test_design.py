@@ -68,8 +68,8 @@ def test_segmentation_tests_count_patients_not_scans():
     a = 0.5 + shift + 0.005 * rng.standard_normal(40)
     b = np.full(40, 0.5)
     frame = _rows(a, b, patients, seeds=(0, 1))
-    by_patient = compare(frame, pd.DataFrame(), "a", "b", "dsc")
-    by_scan = compare(frame, pd.DataFrame(), "a", "b", "dsc", unit="scan")
+    by_patient = compare(frame, "a", "b", "dsc")
+    by_scan = compare(frame, "a", "b", "dsc", unit="scan")
     assert by_patient.n == 10 and by_scan.n == 40  # seeds averaged, never counted
     assert by_scan.p < by_patient.p
 

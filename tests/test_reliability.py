@@ -69,5 +69,5 @@ def test_dsc_over_lesion_scans_leaves_out_empty_references_and_their_tests_pair_
     assert folds.loc[("empty", 0), "dsc"] == pytest.approx(1 / 3)  # c0, c2, c4
     assert folds.loc[("empty", 0), "dsc_lesion"] == 0.0  # c2, c4 only
     assert folds.loc[("seg", 0), "dsc_lesion"] == pytest.approx((0.6 + 0.7) / 2)
-    test = compare(with_derived_columns(per_case), fold_metrics(per_case), "seg", "empty", "dsc_lesion")
+    test = compare(with_derived_columns(per_case), "seg", "empty", "dsc_lesion")
     assert test.n == 5 and test.effect == pytest.approx(0.5)  # five lesion scans, mean difference 2.5 / 5

@@ -153,7 +153,7 @@ def test_seeds_are_averaged_per_case_not_counted_as_cases():
             for case in range(12):
                 rows.append({"arm": arm, "seed": seed, "sigma": 0.0, "case_id": f"c{case}", "split_hash": "s",
                              "dsc": 0.5 + shift + 0.01 * case + 0.001 * seed})
-    res = compare(pd.DataFrame(rows), pd.DataFrame(), "a", "b", "dsc")
+    res = compare(pd.DataFrame(rows), "a", "b", "dsc")
     assert res.n == 12 and res.effect == pytest.approx(0.1)
 
 
@@ -196,13 +196,12 @@ def test_pooled_auc_carries_a_patient_bootstrap_interval(report):
 
 
 def test_arms_without_a_shared_training_seed_get_a_flagged_row_not_a_crash(tmp_path):
-    from bench.aggregate import fold_metrics
     from bench.report.significance import compare
 
     _write_runs(tmp_path / "runs")
     per_case = pd.concat(pd.read_parquet(p) for p in (tmp_path / "runs").glob("fab/*/*/*/per_case.parquet"))
     per_case.loc[per_case.arm == "mid", "seed"] = 1
-    res = compare(per_case, fold_metrics(per_case), "good", "mid", "auc")
+    res = compare(per_case, "good", "mid", "auc")
     assert res.test == "DeLong (undefined: no training seed shared)" and math.isnan(res.p)
 
 

@@ -166,10 +166,10 @@ def _collect(study: Study, runs_root: Path, out_root: Path) -> _Report:
     arms = [a.name for a in study.arms if a.name in set(per_case["arm"])]
     labels = {a: study.arm(a).label for a in arms}
     folds, pooled = fold_metrics(per_case), pooled_metrics(per_case)
-    vs_ref = versus_reference(per_case, folds, arms, study.reference, study.metrics, study.correction,
+    vs_ref = versus_reference(per_case, arms, study.reference, study.metrics, study.correction,
                               unit=study.analysis_unit) \
         if study.reference in arms else pd.DataFrame(columns=["metric", "arm_a", "p_adj", "test", "effect"])
-    pairwise = pairwise_table(per_case, folds, arms, study.metrics, study.correction, unit=study.analysis_unit)
+    pairwise = pairwise_table(per_case, arms, study.metrics, study.correction, unit=study.analysis_unit)
     methods = method_level(per_case, folds, arms, study.reference, study.metrics, study.correction) \
         if study.reference in arms else pd.DataFrame()
     out = Path(out_root) / study.name

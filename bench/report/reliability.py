@@ -33,7 +33,7 @@ def noise_tables(per_case: pd.DataFrame, folds: pd.DataFrame, pooled: pd.DataFra
     label_list = [labels[a] for a in arms]
     for sigma in sigmas:
         table = summary_table(folds, pooled, arms, metrics, sigma=sigma)
-        vs_ref = versus_reference(per_case, folds, arms, reference, metrics, correction, sigma=sigma, unit=unit) \
+        vs_ref = versus_reference(per_case, arms, reference, metrics, correction, sigma=sigma, unit=unit) \
             if reference in arms else pd.DataFrame(columns=["metric", "arm_a", "p_adj"])
         marks = {(r["arm_a"], r["metric"]) for _, r in vs_ref.iterrows() if r["p_adj"] < alpha}
         markdown += [f"**σ = {sigma:g}**", "", to_markdown(table, label_list, metrics, marks)]

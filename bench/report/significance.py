@@ -27,7 +27,7 @@ the reference arm for the table markers, over all pairs for the pairwise table. 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import combinations
 
 import numpy as np
@@ -91,8 +91,8 @@ def _one_prediction(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame | None:
     return pairs[pairs["label_a"] >= 0]
 
 
-def compare(per_case: pd.DataFrame, folds: pd.DataFrame, arm_a: str, arm_b: str, metric: str,
-            sigma: float = 0.0, unit: str = "patient") -> TestResult | None:
+def compare(per_case: pd.DataFrame, arm_a: str, arm_b: str, metric: str, sigma: float = 0.0,
+            unit: str = "patient") -> TestResult | None:
     """The paired test of ``metric`` between two arms at noise ``sigma`` (None if an arm lacks the metric)."""
     if unit not in UNITS:
         raise ValueError(f"unit of analysis must be one of {UNITS}, got {unit!r}")
@@ -142,18 +142,12 @@ def _result_row(metric: str, arm_a: str, arm_b: str, res: TestResult) -> dict:
             "effect": res.effect, "ci_low": res.ci_low, "ci_high": res.ci_high, "n": res.n}
 
 
-def method_level(per_case, folds, arms, reference: str, metrics, correction: str) -> pd.DataFrame:
-    """Each arm against the reference by :func:`fold_test` on every metric, p adjusted per metric."""
-    rows = [_result_row(metric, arm, reference, res) for metric in metrics for arm in arms if arm != reference
-            if (res := fold_test(per_case, folds, arm, reference, metric)) is not None]
-    return _adjusted(pd.DataFrame(rows, columns=_COLUMNS), correction)
-
-
-def _rows(per_case, folds, pairs, metrics, sigma: float = 0.0, unit: str = "patient") -> pd.DataFrame:
+def _rows(pairs, metrics, test: Callable[[str, str, str], TestResult | None]) -> pd.DataFrame:
+    """``test(arm_a, arm_b, metric)`` of every pair × metric, one row each (None: the pair lacks the metric)."""
     rows = []
     for metric in metrics:
         for arm_a, arm_b in pairs:
-            res = compare(per_case, folds, arm_a, arm_b, metric, sigma, unit)
+            res = test(arm_a, arm_b, metric)
             if res is not None:
                 rows.append(_result_row(metric, arm_a, arm_b, res))
     return pd.DataFrame(rows, columns=_COLUMNS)
@@ -167,17 +161,24 @@ def _adjusted(table: pd.DataFrame, correction: str) -> pd.DataFrame:
     return table
 
 
-def pairwise_table(per_case, folds, arms: Sequence[str], metrics: Sequence[str], correction: str,
+def pairwise_table(per_case, arms: Sequence[str], metrics: Sequence[str], correction: str,
                    unit: str = "patient") -> pd.DataFrame:
     """Every pair of arms × every metric both have, p adjusted over all pairs of the metric."""
-    return _adjusted(_rows(per_case, folds, list(combinations(arms, 2)), metrics, unit=unit), correction)
+    return _adjusted(_rows(list(combinations(arms, 2)), metrics,
+                           lambda a, b, metric: compare(per_case, a, b, metric, unit=unit)), correction)
 
 
-def versus_reference(per_case, folds, arms, reference: str, metrics, correction: str, sigma: float = 0.0,
+def versus_reference(per_case, arms, reference: str, metrics, correction: str, sigma: float = 0.0,
                      unit: str = "patient") -> pd.DataFrame:
     """Each arm against the reference at noise ``sigma``, p adjusted over those comparisons per metric."""
-    return _adjusted(_rows(per_case, folds, [(a, reference) for a in arms if a != reference], metrics, sigma, unit),
-                     correction)
+    return _adjusted(_rows([(a, reference) for a in arms if a != reference], metrics,
+                           lambda a, b, metric: compare(per_case, a, b, metric, sigma, unit)), correction)
+
+
+def method_level(per_case, folds, arms, reference: str, metrics, correction: str) -> pd.DataFrame:
+    """Each arm against the reference by :func:`fold_test` on every metric, p adjusted per metric."""
+    return _adjusted(_rows([(a, reference) for a in arms if a != reference], metrics,
+                           lambda a, b, metric: fold_test(per_case, folds, a, b, metric)), correction)
 
 
 def block_matrix(per_case, folds, arms, metric, unit: str = "patient") -> tuple[list[str], np.ndarray]:
