@@ -12,7 +12,7 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
-__all__ = ["cpu_model", "describe_hardware"]
+__all__ = ["cpu_model", "describe_hardware", "processor"]
 
 
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
@@ -27,6 +27,16 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return platform.processor() or "unknown processor"  # the architecture follows in describe_hardware
 
 
+def processor(device: str = "cpu") -> str:
+    """What computes on ``device``: the GPU's name on CUDA, else the CPU's model name. Efficiency and lever
+    tables name it, since the same spec runs at different speeds on different processors."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_name(torch.device(device))
+    return cpu_model()
+
+
 def describe_hardware(device: str = "cpu") -> str:
     """E.g. ``AMD EPYC (x86_64), cpu, 1 thread, torch 2.13.0+cpu, Python 3.11.7``; on CUDA the GPU's name
     comes first. Imports torch (a training process has it already)."""
@@ -34,7 +44,7 @@ def describe_hardware(device: str = "cpu") -> str:
 
     parts = [f"{cpu_model()} ({platform.machine()})"]
     if str(device).startswith("cuda"):
-        parts.insert(0, torch.cuda.get_device_name(torch.device(device)))
+        parts.insert(0, processor(device))
     threads = torch.get_num_threads()
     parts += [str(device), f"{threads} thread{'s' if threads != 1 else ''}", f"torch {torch.__version__}",
               f"Python {platform.python_version()}"]

@@ -15,6 +15,7 @@ import statistics
 import time
 from typing import Any
 
+from bench.machine import processor
 from bench.procs import run_isolated
 
 __all__ = ["measure_arm", "measure_arms", "method_arms", "efficiency_markdown"]
@@ -121,7 +122,7 @@ def efficiency_markdown(rows: list[dict[str, Any]], labels: dict[str, str], prof
     device = next((r["device"] for r in rows if "device" in r), "?")
     memory = "peak GPU memory allocated" if device.startswith("cuda") else "growth of the process's peak RSS"
     lines = [f"Efficiency at profile `{profile.name}` ({profile.size}³, batch {profile.batch}, width {profile.width}) on "
-             f"{device}, {threads} thread(s); medians of {steps} repetitions after a warm-up; memory = {memory}.",
+             f"{device} ({processor(device)}), {threads} thread(s); medians of {steps} repetitions after a warm-up; memory = {memory}.",
              "", "| Method | Params (M) | GFLOPs / volume | Train step (s) | Inference (s / volume) | Peak memory (MB) |",
              "|---|---:|---:|---:|---:|---:|"]
     for row in rows:

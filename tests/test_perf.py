@@ -3,6 +3,7 @@
 import pandas as pd
 from conftest import REPO
 
+from bench.machine import cpu_model
 from bench.perf import measure_arm
 from bench.profiles import get_profile
 
@@ -32,7 +33,20 @@ def test_perf_cli_writes_the_efficiency_table(tmp_path, bench_cli):
     assert result.code == 0, result
     table = pd.read_csv(tmp_path / "reports" / "one" / "efficiency_smoke.csv")
     assert list(table["arm"]) == ["u"] and table.loc[0, "params_M"] > 0
-    assert "| UNet | 0.30 |" in (tmp_path / "reports" / "one" / "efficiency_smoke.md").read_text()
+    text = (tmp_path / "reports" / "one" / "efficiency_smoke.md").read_text()
+    assert "| UNet | 0.30 |" in text
+    assert f"on cpu ({cpu_model()}), 1 thread(s)" in text  # the processor the timings belong to
+
+
+def test_the_processor_named_is_the_cpu_model_on_cpu_and_the_gpu_name_on_cuda(monkeypatch):
+    import torch
+
+    from bench import machine
+
+    monkeypatch.setattr(machine, "cpu_model", lambda: "Some CPU 9000")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: f"GPU of {device}")
+    assert machine.processor("cpu") == "Some CPU 9000"
+    assert machine.processor("cuda:0") == "GPU of cuda:0"
 
 
 def test_perf_cli_measures_named_methods(tmp_path, bench_cli):

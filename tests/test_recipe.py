@@ -234,6 +234,7 @@ def test_learnability_table_by_hand():
 
 def test_levers_measure_every_lever_and_the_data_path():
     from bench.levers import levers_markdown, measure_data_path, measure_lever
+    from bench.machine import cpu_model
 
     profile = PROFILES["smoke"]
     rows = [measure_lever("unet3d", lever, profile.as_dict(), steps=1, threads=1) for lever in ("fp32", "bf16")]
@@ -242,6 +243,7 @@ def test_levers_measure_every_lever_and_the_data_path():
     assert set(data["batch_s"]) == {"augment", "no augment", "to_device"}
     text = levers_markdown(rows, data, profile, threads=1, steps=1)
     assert "| unet3d | bf16 |" in text and "1.00×" in text and "augmentation costs" in text
+    assert f"on cpu ({cpu_model()}), 1 thread(s)" in text
 
 
 def test_a_lever_past_its_time_limit_is_stopped_and_reported():
