@@ -3,7 +3,7 @@
 | profile | target | size | cohort (MS+NMOSD) | epochs | width | lr | schedule |
 |---|---|---|---|---|---|---|---|
 | ``smoke`` | a whole study in < 60 s (tests) | 32³ | 10 + 10 | 2 | 0.25 | 3e-3 | cosine, 10 % warm-up |
-| ``cpu`` | a 5-arm × 5-fold joint-model study in ≈ 20–25 min on 2 cores | 48³ | 69 + 62 | 12 | 0.25 | 3e-3 | cosine, 10 % warm-up |
+| ``cpu`` | a 5-arm × 5-fold joint-model study in ≈ 16–24 min on 2 cores | 48³ | 69 + 62 | 12 | 0.25 | 3e-3 | cosine, 10 % warm-up |
 | ``paper`` | the paper's protocol (§4.1), GPU | 160³ | 69 + 62 | 200 | 1.0 | 1e-4 | plateau (patience 10, ×0.5) |
 
 ``paper`` keeps the joint-model paper's recipe exactly (Adam 1e-4, ReduceLROnPlateau). The short CPU budgets
