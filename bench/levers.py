@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.machine import processor
+from bench.perf import measured_setting
 from bench.procs import run_isolated
 
 __all__ = ["LEVERS", "measure_lever", "measure_levers", "levers_markdown", "DEFAULT_LEVER_METHODS"]
@@ -156,9 +156,8 @@ def levers_markdown(rows, data, profile, *, threads: int, steps: int) -> str:
     """The levers table: step time per method and lever, the speed-up against fp32, and the data path."""
     import math
 
-    device = next((r["device"] for r in rows if "device" in r), "?")
-    lines = [f"Speed levers at profile `{profile.name}` ({profile.size}³, batch {profile.batch}, width {profile.width}) on "
-             f"{device} ({processor(device)}), {threads} thread(s); training-step medians of {steps} steps after two warm-ups, each method "
+    _, setting = measured_setting(rows, profile, threads)
+    lines = [f"Speed levers {setting}; training-step medians of {steps} steps after two warm-ups, each method "
              "and lever in a fresh process. Speed-up = fp32 step / lever step.", "",
              "| Method | Lever | Train step (s) | Speed-up | Compile (s) |", "|---|---|---:|---:|---:|"]
     base = {r["method"]: r["train_step_s"] for r in rows if r.get("lever") == "fp32" and "error" not in r}

@@ -18,7 +18,7 @@ from typing import Any
 from bench.machine import processor
 from bench.procs import run_isolated
 
-__all__ = ["measure_arm", "measure_arms", "method_arms", "efficiency_markdown"]
+__all__ = ["measure_arm", "measure_arms", "method_arms", "efficiency_markdown", "measured_setting"]
 
 
 def _rss_mb() -> float:
@@ -117,12 +117,19 @@ def method_arms(names: list[str]) -> list:
     return [Arm(name=n, method=n, label=n) for n in dict.fromkeys(chosen)]
 
 
+def measured_setting(rows: list[dict[str, Any]], profile, threads: int) -> tuple[str, str]:
+    """The device the rows were measured on, and the words of a benchmark table's header that say how:
+    profile, volume, batch, width, device, processor and threads."""
+    device = next((r["device"] for r in rows if "device" in r), "?")
+    return device, (f"at profile `{profile.name}` ({profile.size}³, batch {profile.batch}, width {profile.width}) on "
+                    f"{device} ({processor(device)}), {threads} thread(s)")
+
+
 def efficiency_markdown(rows: list[dict[str, Any]], labels: dict[str, str], profile, *, threads: int, steps: int) -> str:
     """The efficiency table (Markdown) with a line saying how it was measured."""
-    device = next((r["device"] for r in rows if "device" in r), "?")
+    device, setting = measured_setting(rows, profile, threads)
     memory = "peak GPU memory allocated" if device.startswith("cuda") else "growth of the process's peak RSS"
-    lines = [f"Efficiency at profile `{profile.name}` ({profile.size}³, batch {profile.batch}, width {profile.width}) on "
-             f"{device} ({processor(device)}), {threads} thread(s); medians of {steps} repetitions after a warm-up; memory = {memory}.",
+    lines = [f"Efficiency {setting}; medians of {steps} repetitions after a warm-up; memory = {memory}.",
              "", "| Method | Params (M) | GFLOPs / volume | Train step (s) | Inference (s / volume) | Peak memory (MB) |",
              "|---|---:|---:|---:|---:|---:|"]
     for row in rows:
