@@ -13,9 +13,15 @@ Levers, each against the harness's default path (fp32, ``channels_last_3d`` on C
   the device would save).
 
 Each (method, lever) is measured in a fresh spawned process with ``threads`` torch threads on random
-volumes at the profile's size, batch and width; times are medians over ``steps`` steps after two warm-up
-steps. A lever that fails (e.g. no compiler) is reported with its error, the others are measured. A lever
-that takes longer than ``timeout`` seconds (``torch.compile`` of a 3D network can take minutes on a CPU) is
+volumes at the profile's size, batch and width (:func:`bench.perf.timing_setup`: the optimizer runs at
+learning rate 0, so every step does a training step's work on unchanged weights); times are medians over
+``steps`` steps after two warm-up steps. A step that produces a non-finite gradient is still timed (it did
+the work); its weights are put back untimed and the table counts such steps below it. On torch 2.13's CPU
+build, bf16 autocast can give a non-finite conv3d weight gradient where a 3³ convolution sees an input 2
+voxels across (e.g. the 3D UNet's bottleneck at 32³): the kernel reads memory it did not initialise, so it
+depends on what the allocator hands back (docs/profiles.md, "Speed levers"). A lever that fails (e.g. no
+compiler) is reported with its error, the others are measured. A lever that takes longer than ``timeout``
+seconds (``torch.compile`` of a 3D network can take minutes on a CPU) is
 stopped and reported as timed out.
 """
 
@@ -26,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.perf import measured_setting
+from bench.perf import measured_setting, timing_setup
 from bench.procs import run_isolated
 
 __all__ = ["LEVERS", "measure_lever", "measure_levers", "levers_markdown", "DEFAULT_LEVER_METHODS"]
@@ -35,53 +41,77 @@ LEVERS = ("fp32", "bf16", "compile", "bf16+compile")
 DEFAULT_LEVER_METHODS = ("unet3d", "joint_model", "resnet34")
 
 
-def _median_time(fn, steps: int, sync) -> float:
-    for _ in range(2):
-        fn()
+def _median_time(fn, steps: int, sync, after=None) -> float:
+    """Median seconds of ``fn`` over ``steps`` calls after two warm-up calls; ``after`` runs untimed after each."""
     times = []
-    for _ in range(steps):
+    for i in range(steps + 2):
         sync()
         start = time.perf_counter()
         fn()
         sync()
-        times.append(time.perf_counter() - start)
+        if i >= 2:
+            times.append(time.perf_counter() - start)
+        if after is not None:
+            after()
     return statistics.median(times)
+
+
+def _weight_guard(model, optimizer):
+    """An untimed check after each timed step: if the step left a non-finite weight (a non-finite gradient times
+    the learning rate 0 is still NaN), count it, put the starting weights back and zero the optimizer's moments.
+
+    Returns ``(check, count)``; ``count()`` is the number of steps that produced a non-finite gradient.
+    """
+    import torch
+
+    params = list(model.parameters())
+    start = [p.detach().clone() for p in params]
+    bad = 0
+
+    def check() -> None:
+        nonlocal bad
+        if all(bool(torch.isfinite(p).all()) for p in params):
+            return
+        bad += 1
+        with torch.no_grad():
+            for p, p0 in zip(params, start):
+                p.copy_(p0)
+            for state in optimizer.state.values():
+                for value in state.values():
+                    if torch.is_tensor(value) and value.dim() > 0:
+                        value.zero_()
+
+    return check, lambda: bad
 
 
 def measure_lever(method: str, lever: str, profile: dict, steps: int, threads: int) -> dict[str, Any]:
     """One method's training step with one lever, in this process."""
     import torch
 
-    from bench.loop import make_optimizer, place_model, to_device, train_step
-    from bench.registry import METHODS, load_plugins
-    from bench.study_types import Training
+    from bench.loop import train_step
 
     torch.set_num_threads(threads)
-    load_plugins()
-    spec = METHODS.get(method)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    size, batch = profile["size"], profile["batch"]
-    torch.manual_seed(0)
-    model = place_model(spec.build(in_channels=1, num_classes=2, spatial_size=size, width=profile["width"]), device)
-    loss_fn = spec.make_loss(spec.weights).to(device)
-    optimizer = make_optimizer(model.parameters(), Training(), profile["lr"])
-    image = to_device(torch.randn(batch, 1, size, size, size), device)
-    data = {"image": image, "mask": (torch.rand_like(image) > 0.99).float(), "label": torch.arange(batch, device=device) % 2}
+    model, loss_fn, optimizer, data = timing_setup(method, {}, None, profile, device)
     precision = "bf16" if "bf16" in lever else "fp32"
+    check, nonfinite = _weight_guard(model, optimizer)
     compile_s = float("nan")
     if "compile" in lever:
         start = time.perf_counter()
         model = torch.compile(model)
         train_step(model, loss_fn, optimizer, data, progress=0.5, precision=precision)  # compiles
         compile_s = time.perf_counter() - start
+        check()
 
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
     model.train()
-    step = _median_time(lambda: train_step(model, loss_fn, optimizer, data, progress=0.5, precision=precision), steps, sync)
-    return {"method": method, "lever": lever, "train_step_s": step, "compile_s": compile_s, "device": str(device)}
+    step = _median_time(lambda: train_step(model, loss_fn, optimizer, data, progress=0.5, precision=precision), steps,
+                        sync, after=check)
+    return {"method": method, "lever": lever, "train_step_s": step, "compile_s": compile_s, "device": str(device),
+            "nonfinite_steps": nonfinite(), "steps": steps + 2 + ("compile" in lever)}
 
 
 def measure_data_path(profile: dict, steps: int, threads: int) -> dict[str, Any]:
@@ -168,6 +198,11 @@ def levers_markdown(rows, data, profile, *, threads: int, steps: int) -> str:
         speedup = base.get(row["method"], float("nan")) / row["train_step_s"]
         compile_s = "—" if math.isnan(row["compile_s"]) else f"{row['compile_s']:.1f}"
         lines.append(f"| {row['method']} | {row['lever']} | {row['train_step_s']:.3f} | {speedup:.2f}× | {compile_s} |")
+    unstable = [r for r in rows if r.get("nonfinite_steps")]
+    if unstable:
+        lines += ["", "Non-finite gradients (the step was timed, the weights put back): " + "; ".join(
+            f"{r['method']} {r['lever']} in {r['nonfinite_steps']} of {r['steps']} steps" for r in unstable)
+            + ". A lever that produces them cannot train on this processor, whatever its speed-up."]
     if data.get("batch_s"):
         batch = data["batch_s"]
         lines += ["", f"Data path per batch of {profile.batch}: served without augmentation "

@@ -135,7 +135,12 @@ def train_step(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Opti
         check_output(out)
     loss, terms = loss_fn(out, batch, progress=progress)
     if not torch.isfinite(loss):
-        raise TrainingDiverged(f"loss is {float(loss)} (terms {terms})")
+        hint = ""
+        if precision == "bf16" and loss.device.type == "cpu":
+            hint = (f"; precision is bf16 on a CPU, where torch {torch.__version__.split('+')[0]}'s bf16 conv3d "
+                    "weight gradient can be non-finite for a layer whose input is 2 voxels across with a 3³ kernel "
+                    "(docs/profiles.md, 'Speed levers'): try precision fp32")
+        raise TrainingDiverged(f"loss is {float(loss.detach())} (terms {terms}){hint}")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

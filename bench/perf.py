@@ -2,7 +2,8 @@
 "Efficiency").
 
 Per arm: parameters, forward FLOPs per volume (``torch.utils.flop_counter``), training-step time
-(forward + loss + backward + optimizer step at the profile's batch), inference time per volume and
+(forward + loss + backward + optimizer step at the profile's batch, on one random batch with the
+optimizer at learning rate 0: :func:`timing_setup`), inference time per volume and
 peak memory. Inference runs in batches of ``bench.evaluate.EVAL_BATCH`` volumes, as evaluation does.
 Each arm is measured in a fresh spawned process so that its peak memory is its own: on CUDA
 ``torch.cuda.max_memory_allocated``, on CPU the process's peak RSS minus its RSS before the model was
@@ -18,7 +19,7 @@ from typing import Any
 from bench.machine import processor
 from bench.procs import run_isolated
 
-__all__ = ["measure_arm", "measure_arms", "method_arms", "efficiency_markdown", "measured_setting"]
+__all__ = ["measure_arm", "measure_arms", "method_arms", "efficiency_markdown", "measured_setting", "timing_setup"]
 
 
 def _rss_mb() -> float:
@@ -27,30 +28,49 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def timing_setup(method: str, model_args: dict, weights: dict | None, profile: dict, device):
+    """A seeded network, its loss, an optimizer and one random batch at the profile's size, for timing steps.
+
+    The optimizer's learning rate is 0: a timed step does all of a training step's work (forward, loss,
+    backward, the optimizer's moment updates and its parameter update) but leaves the weights where they
+    started. Timing repeats one step on one random batch; with a real learning rate that would be training on
+    noise, each timed step on other weights, drifting towards whatever that does to the network.
+    ``weights``: the loss weights (None: the method's defaults).
+    """
+    import torch
+
+    from bench.loop import make_optimizer, place_model, to_device
+    from bench.registry import METHODS, load_plugins
+    from bench.study_types import Training
+
+    load_plugins()
+    spec = METHODS.get(method)
+    size, batch = profile["size"], profile["batch"]
+    torch.manual_seed(0)
+    model = place_model(spec.build(in_channels=1, num_classes=2, spatial_size=size, width=profile["width"], **model_args), device)
+    loss_fn = spec.make_loss(spec.weights if weights is None else weights).to(device)
+    optimizer = make_optimizer(model.parameters(), Training(), lr=0.0)
+    image = to_device(torch.randn(batch, 1, size, size, size), device)
+    data = {"image": image, "mask": (torch.rand_like(image) > 0.99).float(),
+            "label": torch.arange(batch, device=device) % 2}
+    return model, loss_fn, optimizer, data
+
+
 def measure_arm(method: str, model_args: dict, weights: dict, profile: dict, steps: int, threads: int) -> dict[str, Any]:
     """Measure one arm in this process (called in a fresh worker by :func:`measure_arms`)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from bench.evaluate import EVAL_BATCH
-    from bench.loop import make_optimizer, place_model, to_device, train_step
-    from bench.registry import METHODS, load_plugins
-    from bench.study_types import Training
+    from bench.loop import to_device, train_step
 
     torch.set_num_threads(threads)
-    load_plugins()
-    spec = METHODS.get(method)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     size, batch = profile["size"], profile["batch"]
     rss_before = _rss_mb()
-    torch.manual_seed(0)
-    model = place_model(spec.build(in_channels=1, num_classes=2, spatial_size=size, width=profile["width"], **model_args), device)
-    loss_fn = spec.make_loss(weights).to(device)
-    optimizer = make_optimizer(model.parameters(), Training(), profile["lr"])
+    model, loss_fn, optimizer, data = timing_setup(method, model_args, weights, profile, device)
     params = sum(p.numel() for p in model.parameters())
-    image = to_device(torch.randn(batch, 1, size, size, size), device)
-    data = {"image": image, "mask": (torch.rand_like(image) > 0.99).float(),
-            "label": torch.arange(batch, device=device) % 2}
+    image = data["image"]
 
     def sync() -> None:
         if device.type == "cuda":
