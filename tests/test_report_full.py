@@ -217,6 +217,29 @@ def test_building_a_report_imports_no_torch(tmp_path):
     assert modules_loaded_by(code, "torch") == []
 
 
+def test_a_rebuild_deletes_only_the_outputs_it_no_longer_writes(tmp_path):
+    _write_runs(tmp_path / "runs")
+    first = build_report(_study(tmp_path), tmp_path / "runs", tmp_path / "reports")
+    out = first.directory
+    for name in ("noise.png", "noise_table.md", "cd_dsc.png", "cd_acc.pdf", "method_level.csv"):
+        assert (out / name).exists(), name
+    (out / "efficiency_cpu.md").write_text("measured by bench perf\n")  # not the report's: kept
+    (out / "notes.txt").write_text("mine\n")
+    for name in ("tuning.md", "learnability.csv", "learning.png"):  # as a build of an earlier study version left them
+        (out / name).write_text("old\n")
+    # The same runs, now two arms (no CD diagram) and classification only; the runs' noise grid is still drawn.
+    path = tmp_path / "fab.yaml"
+    path.write_text("title: Fabricated study\nfolds: 4\nreference: good\nmetrics: [acc, sn]\n"
+                    "arms:\n  good: {method: m, label: Good}\n  mid: {method: m, label: Mid}\n")
+    again = build_report(load_study(str(path), check_methods=False), tmp_path / "runs", tmp_path / "reports")
+    left = {p.name for p in out.iterdir()}
+    for name in ("cd_dsc.png", "cd_dsc.pdf", "cd_acc.png", "cd_acc.pdf", "tuning.md", "learnability.csv", "learning.png"):
+        assert name not in left, name
+    assert {"efficiency_cpu.md", "notes.txt", "table.md", "report.md", "method_level.csv", "noise.png"} <= left
+    assert {p.name for p in again.files} <= left
+    assert "Efficiency" in (out / "report.md").read_text()  # the kept bench perf table is still read
+
+
 def test_a_rebuild_without_the_reference_leaves_no_stale_method_level_table(tmp_path):
     _write_runs(tmp_path / "runs")
     study = _study(tmp_path)

@@ -10,6 +10,7 @@ second underlined, † for arms significantly different from the reference), ``s
 ``learning.csv``/``learning.png``/``.pdf`` and ``learnability.md``/``.csv`` (learning curves on validation splits
 and the pass / fail of ``pass_criteria``; :mod:`bench.report.learning`),
 ``report.md``, ``report.html`` and ``provenance.json``. ``reports/README.md`` indexes every study with a report.
+A rebuild deletes the files of these kinds that it did not write again (:func:`remove_stale`).
 """
 
 from __future__ import annotations
@@ -247,8 +248,6 @@ def _significance_section(r: _Report) -> Section:
     if len(r.methods):
         r.methods.to_csv(out / "method_level.csv", index=False)
         files.append(out / "method_level.csv")
-    else:  # no reference with finished units: a table from an earlier build would be stale
-        (out / "method_level.csv").unlink(missing_ok=True)
     files += plot_roc(r.per_case, r.arms, r.label_list, out, study.title)
     cd_figures = []
     for task in ("seg", "cls"):
@@ -375,6 +374,25 @@ def _efficiency_section(r: _Report) -> Section:
     return lines, []
 
 
+# Every file name a build may write (the module docstring); report.md, report.html and provenance.json are
+# rewritten by every build. Other files in the folder (``bench perf``'s efficiency_*.md, a user's notes) are not
+# the report's and are never touched.
+OWNED = ("table.*", "significance.*", "versus_reference.csv", "folds.csv", "method_level.csv", "roc.*", "cd_*.*",
+         "noise.*", "noise_table.*", "uncertainty.*", "overlays.*", "cams.*", "uncertainty_maps.*", "tuning.*",
+         "learning.*", "learnability.*")
+
+
+def remove_stale(out: Path, written) -> list[Path]:
+    """Delete the files an earlier build wrote that this one did not (a CD diagram of a metric no longer in the
+    study, a noise table after the grid was dropped, the method-level table without a reference...), so that a
+    rebuilt folder never mixes in outputs of older results. Returns what it deleted."""
+    keep = {Path(p).resolve() for p in written}
+    stale = sorted({p for pattern in OWNED for p in out.glob(pattern) if p.is_file() and p.resolve() not in keep})
+    for path in stale:
+        path.unlink()
+    return stale
+
+
 SECTIONS = (_results_section, _significance_section, _noise_section, _uncertainty_section, _maps_section,
             _learning_section, _tuning_section, _efficiency_section)
 
@@ -398,6 +416,7 @@ def build_report(study: Study, runs_root: Path, out_root: Path) -> ReportFiles:
     (out / "report.html").write_text(markdown_to_html(report_md, study.title))
     (out / "provenance.json").write_text(json.dumps(provenance, indent=1))
     files += [out / "report.md", out / "report.html", out / "provenance.json"]
+    remove_stale(out, files)
     write_index(Path(out_root))
     return ReportFiles(out, tuple(files))
 
