@@ -26,6 +26,25 @@ def test_profiles_of_the_comparison_studies(study):
     assert loaded.reference == "joint" and loaded.arms[-1].method == "joint_model"
 
 
+def test_every_segmenter_of_table_3_trains_with_the_joint_models_dice_loss():
+    # §4.3 keeps the methods' primary parameters consistent: the baselines' L_seg is the joint model's 1 − batch Dice.
+    import torch
+
+    from bench.outputs import ModelOutput
+    from bench.registry import METHODS, load_plugins
+
+    load_plugins()
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 1, 8, 8, 8, generator=g)
+    batch = {"mask": (torch.rand(2, 1, 8, 8, 8, generator=g) > 0.8).float(), "label": torch.tensor([0, 1])}
+    joint_terms = METHODS.get("joint_model").make_loss({}).terms(ModelOutput(seg_logits=logits), batch, progress=0.5)
+    for arm in load_study("comparison_seg").arms[:-1]:
+        loss = METHODS.get(arm.method).make_loss(arm.weights)
+        total, terms = loss(ModelOutput(seg_logits=logits), batch, progress=0.5)
+        assert terms["bce"] > 0  # the term is computed, and weighted 0
+        assert torch.allclose(total, joint_terms["seg"]), arm.name
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("study", list(STUDIES))
 def test_comparison_study_runs_on_smoke_with_the_paper_table_layout(tmp_path, study):
