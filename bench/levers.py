@@ -27,33 +27,18 @@ stopped and reported as timed out.
 
 from __future__ import annotations
 
-import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.perf import measured_setting, timing_setup
+from bench.perf import measured_setting, median_time, timing_setup
 from bench.procs import run_isolated
 
 __all__ = ["LEVERS", "measure_lever", "measure_levers", "levers_markdown", "DEFAULT_LEVER_METHODS"]
 
 LEVERS = ("fp32", "bf16", "compile", "bf16+compile")
 DEFAULT_LEVER_METHODS = ("unet3d", "joint_model", "resnet34")
-
-
-def _median_time(fn, steps: int, sync, after=None) -> float:
-    """Median seconds of ``fn`` over ``steps`` calls after two warm-up calls; ``after`` runs untimed after each."""
-    times = []
-    for i in range(steps + 2):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        if i >= 2:
-            times.append(time.perf_counter() - start)
-        if after is not None:
-            after()
-    return statistics.median(times)
+WARMUP = 2  # steps run before the timed ones (the first steps allocate and pick kernels)
 
 
 def _weight_guard(model, optimizer):
@@ -103,15 +88,11 @@ def measure_lever(method: str, lever: str, profile: dict, steps: int, threads: i
         compile_s = time.perf_counter() - start
         check()
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
     model.train()
-    step = _median_time(lambda: train_step(model, loss_fn, optimizer, data, progress=0.5, precision=precision), steps,
-                        sync, after=check)
+    step = median_time(lambda: train_step(model, loss_fn, optimizer, data, progress=0.5, precision=precision), steps,
+                       device, warmup=WARMUP, after=check)
     return {"method": method, "lever": lever, "train_step_s": step, "compile_s": compile_s, "device": str(device),
-            "nonfinite_steps": nonfinite(), "steps": steps + 2 + ("compile" in lever)}
+            "nonfinite_steps": nonfinite(), "steps": steps + WARMUP + ("compile" in lever)}
 
 
 def measure_data_path(profile: dict, steps: int, threads: int) -> dict[str, Any]:
@@ -136,11 +117,10 @@ def measure_data_path(profile: dict, steps: int, threads: int) -> dict[str, Any]
     rows = []
     for augment in (False, True):
         dataset = VolumeDataset(cases, volumes, augment=augment, flip_prob=1.0, rotate_prob=1.0, seed=0)
-        seconds = _median_time(lambda dataset=dataset: [dataset[i] for i in range(batch)], steps, lambda: None)
+        seconds = median_time(lambda dataset=dataset: [dataset[i] for i in range(batch)], steps, warmup=WARMUP)
         rows.append(("augment" if augment else "no augment", seconds))
     host = torch.randn(batch, 1, size, size, size)
-    sync = (lambda: torch.cuda.synchronize()) if device.type == "cuda" else (lambda: None)
-    rows.append(("to_device", _median_time(lambda: to_device(host, device), steps, sync)))
+    rows.append(("to_device", median_time(lambda: to_device(host, device), steps, device, warmup=WARMUP)))
     return {"device": str(device), "batch_s": dict(rows)}
 
 

@@ -19,13 +19,37 @@ from typing import Any
 from bench.machine import processor
 from bench.procs import run_isolated
 
-__all__ = ["measure_arm", "measure_arms", "method_arms", "efficiency_markdown", "measured_setting", "timing_setup"]
+__all__ = ["measure_arm", "measure_arms", "method_arms", "efficiency_markdown", "measured_setting", "median_time",
+           "timing_setup"]
 
 
 def _rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def median_time(fn, steps: int, device=None, *, warmup: int = 1, after=None) -> float:
+    """Median wall-clock seconds of ``fn()`` over ``steps`` calls that follow ``warmup`` calls left out of the
+    median. On CUDA each call is bracketed by device synchronisations so that its kernels are inside the time;
+    ``after``, if given, runs untimed after every call (warm-ups included)."""
+    import torch
+
+    def sync() -> None:
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize()
+
+    times = []
+    for i in range(warmup + steps):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+        if after is not None:
+            after()
+    return statistics.median(times)
 
 
 def timing_setup(method: str, model_args: dict, weights: dict | None, profile: dict, device):
@@ -35,7 +59,7 @@ def timing_setup(method: str, model_args: dict, weights: dict | None, profile: d
     backward, the optimizer's moment updates and its parameter update) but leaves the weights where they
     started. Timing repeats one step on one random batch; with a real learning rate that would be training on
     noise, each timed step on other weights, drifting towards whatever that does to the network.
-    ``weights``: the loss weights (None: the method's defaults).
+    ``weights``: the loss weights that differ from the method's defaults (None: all defaults).
     """
     import torch
 
@@ -48,7 +72,7 @@ def timing_setup(method: str, model_args: dict, weights: dict | None, profile: d
     size, batch = profile["size"], profile["batch"]
     torch.manual_seed(0)
     model = place_model(spec.build(in_channels=1, num_classes=2, spatial_size=size, width=profile["width"], **model_args), device)
-    loss_fn = spec.make_loss(spec.weights if weights is None else weights).to(device)
+    loss_fn = spec.make_loss(weights).to(device)
     optimizer = make_optimizer(model.parameters(), Training(), lr=0.0)
     image = to_device(torch.randn(batch, 1, size, size, size), device)
     data = {"image": image, "mask": (torch.rand_like(image) > 0.99).float(),
@@ -72,38 +96,22 @@ def measure_arm(method: str, model_args: dict, weights: dict, profile: dict, ste
     params = sum(p.numel() for p in model.parameters())
     image = data["image"]
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    def timed_step() -> float:
-        sync()
-        start = time.perf_counter()
-        train_step(model, loss_fn, optimizer, data, progress=0.5)
-        sync()
-        return time.perf_counter() - start
-
     model.train()
-    train_times = [timed_step() for _ in range(steps + 1)][1:]
+    train_s = median_time(lambda: train_step(model, loss_fn, optimizer, data, progress=0.5), steps, device)
     model.eval()
     with torch.no_grad():
         with FlopCounterMode(display=False) as counter:
             model(image[:1])
         flops = counter.get_total_flops()
-        infer_times = []  # per volume, in batches of EVAL_BATCH as bench.evaluate runs them
+        # per volume, in batches of EVAL_BATCH as bench.evaluate runs them
         infer_batch = to_device(torch.randn(EVAL_BATCH, 1, size, size, size), device)
-        for _ in range(steps + 1):
-            sync()
-            start = time.perf_counter()
-            model(infer_batch)
-            sync()
-            infer_times.append((time.perf_counter() - start) / EVAL_BATCH)
+        infer_s = median_time(lambda: model(infer_batch), steps, device) / EVAL_BATCH
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak = _rss_mb() - rss_before
     return {"method": method, "params_M": params / 1e6, "gflops_per_volume": flops / 1e9,
-            "train_step_s": statistics.median(train_times), "inference_s": statistics.median(infer_times[1:]),
+            "train_step_s": train_s, "inference_s": infer_s,
             "peak_memory_MB": peak, "device": str(device), "size": size, "batch": batch, "width": profile["width"]}
 
 
