@@ -13,9 +13,9 @@ AUC 0.42 at 1e-3 with the cosine schedule, 0.70 at 3e-3; ResNet34 0.59 at 1e-3 c
 schedule is a linear warm-up over the first 10 % of the steps, then a cosine decay to zero (the plateau rule,
 patience 10, never fires in 8 epochs, so the noisy full-rate weights of the last step were evaluated). At
 ``cpu`` the networks are a quarter of the paper's width and train 12 epochs (about 640 steps at batch 2): on
-the default cohort the segmentation of every network measured stays in an all-background phase for about 300
-steps and the joint model's classifier only leaves chance once its lesion map has (docs/profiles.md has the
-curves); at width 0.25 the joint model learns as at 0.5 but steps 1.45× faster, which buys the epochs.
+the default cohort the segmentation of every network measured stays in a slow start (mostly false positives)
+for about 300 steps and the joint model's classifier only leaves chance once its lesion map has
+(docs/profiles.md has the curves); at width 0.25 the joint model learns as at 0.5 but steps 1.45× faster, which buys the epochs.
 ``precision`` (``fp32`` | ``bf16``: autocast, :func:`bench.loop.forward`) is fp32 everywhere by default
 (``bench/levers.py`` measures what bf16 buys per method). A study may override any field (``overrides:``),
 for every profile or for one (``overrides: {cpu: {width: 0.25}}``).
