@@ -225,8 +225,11 @@ def tune(study: str, profile: str | None, jobs: int, threads: int | None, storag
 @click.option("--lever-timeout", type=click.FloatRange(min=1), default=300.0, show_default=True,
               help="With --levers: seconds one method × lever may take (torch.compile included); past it the "
                    "lever is reported as timed out and the next one is measured.")
+@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --levers: measure every method × lever in this many fresh processes (rounds over all of "
+                   "them) and report the median and range; one process's timing moves by tens of per cent.")
 def perf(study: str | None, methods: tuple[str, ...], profile: str | None, steps: int, threads: int, out: Path,
-         levers: bool, lever_timeout: float) -> None:
+         levers: bool, lever_timeout: float, repeats: int) -> None:
     """Measure parameters, FLOPs, training-step time, inference time and peak memory of every arm.
 
     \b
@@ -234,7 +237,7 @@ def perf(study: str | None, methods: tuple[str, ...], profile: str | None, steps
     `bench report` includes a study's table. With --levers: reports/methods/levers_<profile>.md and .csv.
     Examples: bench perf --study smoke --profile cpu
               bench perf --method all --profile cpu
-              bench perf --levers --profile cpu --steps 5
+              bench perf --levers --profile cpu --steps 5 --repeats 3
     """
     import pandas as pd
 
@@ -244,8 +247,10 @@ def perf(study: str | None, methods: tuple[str, ...], profile: str | None, steps
     from bench.study import load_study
 
     if levers:
-        _perf_levers(methods, profile, steps, threads, out, lever_timeout)
+        _perf_levers(methods, profile, steps, threads, out, lever_timeout, repeats)
         return
+    if repeats > 1:
+        raise click.UsageError("--repeats applies to --levers only")
     if bool(study) == bool(methods):
         raise click.UsageError("give either --study NAME or --method NAME (repeatable), not both")
     if study:
@@ -267,7 +272,7 @@ def perf(study: str | None, methods: tuple[str, ...], profile: str | None, steps
 
 
 def _perf_levers(methods: tuple[str, ...], profile: str | None, steps: int, threads: int, out: Path,
-                 timeout: float) -> None:
+                 timeout: float, repeats: int) -> None:
     import pandas as pd
 
     from bench.levers import DEFAULT_LEVER_METHODS, LEVERS, levers_markdown, measure_levers
@@ -277,12 +282,14 @@ def _perf_levers(methods: tuple[str, ...], profile: str | None, steps: int, thre
 
     names = [a.method for a in method_arms(list(methods))] if methods else list(DEFAULT_LEVER_METHODS)
     prof = get_profile(profile or "cpu")
-    update, _ = counter_bar(_console(), f"measuring {len(LEVERS)} levers × {len(names)} method(s) at {prof.name}")
-    rows, data = measure_levers(names, prof, steps=steps, threads=threads, progress=update, timeout=timeout)
+    update, _ = counter_bar(_console(), f"measuring {len(LEVERS)} levers × {len(names)} method(s) at {prof.name}"
+                                        + (f", {repeats} rounds" if repeats > 1 else ""))
+    rows, data = measure_levers(names, prof, steps=steps, threads=threads, progress=update, timeout=timeout,
+                                repeats=repeats)
     target = out / "methods"
     target.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(target / f"levers_{prof.name}.csv", index=False)
-    table = levers_markdown(rows, data, prof, threads=threads, steps=steps)
+    table = levers_markdown(rows, data, prof, threads=threads, steps=steps, repeats=repeats)
     (target / f"levers_{prof.name}.md").write_text(table)
     click.echo(table, nl=False)
 

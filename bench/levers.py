@@ -15,18 +15,24 @@ Levers, each against the harness's default path (fp32, ``channels_last_3d`` on C
 Each (method, lever) is measured in a fresh spawned process with ``threads`` torch threads on random
 volumes at the profile's size, batch and width (:func:`bench.perf.timing_setup`: the optimizer runs at
 learning rate 0, so every step does a training step's work on unchanged weights); times are medians over
-``steps`` steps after two warm-up steps. A step that produces a non-finite gradient is still timed (it did
-the work); its weights are put back untimed and the table counts such steps below it. On torch 2.13's CPU
-build, bf16 autocast can give a non-finite conv3d weight gradient where a 3³ convolution sees an input 2
-voxels across (e.g. the 3D UNet's bottleneck at 32³): the kernel reads memory it did not initialise, so it
-depends on what the allocator hands back (docs/profiles.md, "Speed levers"). A lever that fails (e.g. no
-compiler) is reported with its error, the others are measured. A lever that takes longer than ``timeout``
-seconds (``torch.compile`` of a 3D network can take minutes on a CPU) is
-stopped and reported as timed out.
+``steps`` steps after two warm-up steps. With ``repeats`` > 1 every (method, lever) is measured in that many
+fresh processes, the whole set once per round so that a drift of the machine spreads over every lever alike;
+the table gives the median over the processes of their step medians and the range of those medians, because
+one process's timing moves by tens of per cent between runs on a shared 2-core machine.
+
+A step that produces a non-finite gradient is still timed (it did the work); its weights are put back untimed
+and the table counts such steps below it. On torch 2.13's CPU build, bf16 autocast can give a non-finite conv3d
+weight gradient where a 3³ convolution sees an input 2 voxels across (e.g. the 3D UNet's bottleneck at 32³): the
+kernel reads memory it did not initialise, so it depends on what the allocator hands back (docs/profiles.md,
+"Speed levers"). A lever that fails (e.g. no compiler) is reported with its error, the others are measured. A
+lever that takes longer than ``timeout`` seconds (``torch.compile`` of a 3D network can take minutes on a CPU)
+is stopped and reported as timed out.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +40,7 @@ from typing import Any
 from bench.perf import measured_setting, median_time, timing_setup
 from bench.procs import run_isolated
 
-__all__ = ["LEVERS", "measure_lever", "measure_levers", "levers_markdown", "DEFAULT_LEVER_METHODS"]
+__all__ = ["LEVERS", "measure_lever", "measure_levers", "combine_repeats", "levers_markdown", "DEFAULT_LEVER_METHODS"]
 
 LEVERS = ("fp32", "bf16", "compile", "bf16+compile")
 DEFAULT_LEVER_METHODS = ("unet3d", "joint_model", "resnet34")
@@ -143,41 +149,91 @@ def _run_with_timeout(job, timeout: float | None) -> dict[str, Any]:
 
 
 def measure_levers(methods, profile, *, levers=LEVERS, steps: int = 5, threads: int = 1, progress=None,
-                   timeout: float | None = None):
+                   timeout: float | None = None, repeats: int = 1):
     """Every (method, lever) and the data path, each in a fresh spawned process, one after the other.
 
     ``timeout``: seconds one (method, lever) may take, compile and warm-up included (None: no limit).
+    ``repeats``: rounds over the whole set, each (method, lever) in a new process every round; the rows are
+    :func:`combine_repeats` of the rounds.
     """
     jobs = [("step", m, lever, profile.as_dict(), steps, threads) for m in methods for lever in levers]
     jobs.append(("data", "", "", profile.as_dict(), steps, threads))
-    rows, data = [], {}
-    for i, job in enumerate(jobs):
-        result = _run_with_timeout(job, timeout)
-        if job[0] == "data":
-            data = result
-        else:
-            rows.append(result)
-        if progress:
-            progress(i + 1, len(jobs))
-    return rows, data
+    results: dict[int, list[dict[str, Any]]] = {i: [] for i in range(len(jobs))}
+    done = 0
+    for _ in range(repeats):
+        for i, job in enumerate(jobs):
+            results[i].append(_run_with_timeout(job, timeout))
+            done += 1
+            if progress:
+                progress(done, len(jobs) * repeats)
+    rows = [combine_repeats(results[i]) for i, job in enumerate(jobs) if job[0] == "step"]
+    return rows, _combine_data(results[len(jobs) - 1])
 
 
-def levers_markdown(rows, data, profile, *, threads: int, steps: int) -> str:
-    """The levers table: step time per method and lever, the speed-up against fp32, and the data path."""
-    import math
+def _median(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return statistics.median(finite) if finite else float("nan")
 
+
+def combine_repeats(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from the same (method, lever) measured in several processes.
+
+    ``train_step_s`` and ``compile_s`` are medians over the processes that succeeded, ``step_min_s`` /
+    ``step_max_s`` the range of their step times, ``repeats`` their number; the non-finite steps and the steps
+    are summed. When every process failed, the first failure is the row.
+    """
+    ok = [r for r in results if "error" not in r]
+    if not ok:
+        return results[0]
+    steps = [r["train_step_s"] for r in ok]
+    row = {**ok[0], "train_step_s": statistics.median(steps), "step_min_s": min(steps), "step_max_s": max(steps),
+           "compile_s": _median([r["compile_s"] for r in ok]), "repeats": len(ok),
+           "nonfinite_steps": sum(r["nonfinite_steps"] for r in ok), "steps": sum(r["steps"] for r in ok)}
+    if len(ok) < len(results):
+        row["failed_repeats"] = len(results) - len(ok)
+        row["failure"] = next(r["error"] for r in results if "error" in r)
+    return row
+
+
+def _combine_data(results: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [r for r in results if "error" not in r]
+    if not ok:
+        return results[0]
+    return {"device": ok[0]["device"], "batch_s": {k: statistics.median(r["batch_s"][k] for r in ok)
+                                                   for k in ok[0]["batch_s"]}}
+
+
+def levers_markdown(rows, data, profile, *, threads: int, steps: int, repeats: int = 1) -> str:
+    """The levers table: step time per method and lever, the speed-up against fp32, and the data path.
+
+    With ``repeats`` > 1 the step column adds the range over the processes and the speed-up its range
+    (fp32's slowest over the lever's fastest at the top, and the other way round at the bottom).
+    """
     _, setting = measured_setting(rows, profile, threads)
-    lines = [f"Speed levers {setting}; training-step medians of {steps} steps after two warm-ups, each method "
-             "and lever in a fresh process. Speed-up = fp32 step / lever step.", "",
+    how = ("each method and lever in a fresh process" if repeats == 1 else
+           f"each method and lever in {repeats} fresh processes, one round over all of them after another; the "
+           "median over the processes, and their range in brackets")
+    lines = [f"Speed levers {setting}; training-step medians of {steps} steps after two warm-ups, {how}. "
+             "Speed-up = fp32 step / lever step.", "",
              "| Method | Lever | Train step (s) | Speed-up | Compile (s) |", "|---|---|---:|---:|---:|"]
-    base = {r["method"]: r["train_step_s"] for r in rows if r.get("lever") == "fp32" and "error" not in r}
+    base = {r["method"]: r for r in rows if r.get("lever") == "fp32" and "error" not in r}
+    nan = float("nan")
     for row in rows:
         if "error" in row:
             lines.append(f"| {row['method']} | {row['lever']} | failed: {row['error']} | | |")
             continue
-        speedup = base.get(row["method"], float("nan")) / row["train_step_s"]
+        fp32 = base.get(row["method"], {})
+        speedup = fp32.get("train_step_s", nan) / row["train_step_s"]
+        step, gain = f"{row['train_step_s']:.3f}", f"{speedup:.2f}×"
+        if "step_min_s" in row and row.get("repeats", 1) > 1:
+            step += f" [{row['step_min_s']:.3f}–{row['step_max_s']:.3f}]"
+            if row["lever"] != "fp32":
+                gain += (f" [{fp32.get('step_min_s', nan) / row['step_max_s']:.2f}–"
+                         f"{fp32.get('step_max_s', nan) / row['step_min_s']:.2f}]")
+        if row.get("failed_repeats"):
+            step += f" ({row['failed_repeats']} process(es) failed: {row['failure']})"
         compile_s = "—" if math.isnan(row["compile_s"]) else f"{row['compile_s']:.1f}"
-        lines.append(f"| {row['method']} | {row['lever']} | {row['train_step_s']:.3f} | {speedup:.2f}× | {compile_s} |")
+        lines.append(f"| {row['method']} | {row['lever']} | {step} | {gain} | {compile_s} |")
     unstable = [r for r in rows if r.get("nonfinite_steps")]
     if unstable:
         lines += ["", "Non-finite gradients (the step was timed, the weights put back): " + "; ".join(

@@ -319,6 +319,46 @@ def test_a_lever_past_its_time_limit_is_stopped_and_reported():
     assert "| unet3d | compile | failed: timed out after 0.01 s |" in levers_markdown([row], {}, profile, threads=1, steps=1)
 
 
+def test_lever_repeats_run_in_rounds_and_report_the_median_and_range(monkeypatch):
+    # One process's step time moves by tens of per cent between runs: --repeats measures every lever in
+    # several processes, round by round, and the table shows the median and the range (hand-computed here).
+    import bench.levers as levers
+
+    nan = float("nan")
+    times = {("unet3d", "fp32"): [0.10, 0.14, 0.12], ("unet3d", "bf16"): [0.05, 0.04, 0.08]}
+    calls = []
+
+    def fake(job, timeout):
+        kind, method, lever = job[:3]
+        calls.append((method, lever))
+        if kind == "data":
+            return {"device": "cpu", "batch_s": {"augment": 0.02 * len(calls), "no augment": 0.001, "to_device": 0.0}}
+        value = times[(method, lever)][sum(1 for c in calls if c == (method, lever)) - 1]
+        if lever == "bf16" and len(calls) > 6:
+            return {"method": method, "lever": lever, "error": "timed out after 9 s"}
+        return {"method": method, "lever": lever, "train_step_s": value, "compile_s": nan, "device": "cpu",
+                "nonfinite_steps": int(lever == "bf16"), "steps": 4}
+
+    monkeypatch.setattr(levers, "_run_with_timeout", fake)
+    profile = PROFILES["smoke"]
+    rows, data = levers.measure_levers(["unet3d"], profile, levers=("fp32", "bf16"), steps=2, repeats=3)
+    assert calls == [("unet3d", "fp32"), ("unet3d", "bf16"), ("", "")] * 3  # rounds, not one lever 3 times
+    fp32, bf16 = rows
+    assert (fp32["train_step_s"], fp32["step_min_s"], fp32["step_max_s"], fp32["repeats"]) == (0.12, 0.10, 0.14, 3)
+    assert fp32["steps"] == 12 and fp32["nonfinite_steps"] == 0
+    # the third bf16 process timed out: two remain, median of (0.05, 0.04)
+    assert bf16["train_step_s"] == pytest.approx(0.045) and bf16["repeats"] == 2 and bf16["failed_repeats"] == 1
+    assert bf16["nonfinite_steps"] == 2 and bf16["steps"] == 8
+    assert data["batch_s"]["augment"] == pytest.approx(0.12)  # median of 0.06, 0.12, 0.18
+    text = levers.levers_markdown(rows, data, profile, threads=1, steps=2, repeats=3)
+    assert "in 3 fresh processes" in text
+    assert "| unet3d | fp32 | 0.120 [0.100–0.140] | 1.00× | — |" in text
+    # speed-up 0.12 / 0.045 = 2.67; range 0.10 / 0.05 = 2.00 to 0.14 / 0.04 = 3.50
+    assert ("| unet3d | bf16 | 0.045 [0.040–0.050] (1 process(es) failed: timed out after 9 s) | 2.67× [2.00–3.50] | — |"
+            in text)
+    assert levers.combine_repeats([{"method": "m", "lever": "bf16", "error": "boom"}] * 2)["error"] == "boom"
+
+
 def test_unet3d_uses_the_papers_batch_norm_with_instance_norm_one_flag_away():
     spec = METHODS.get("unet3d")
     norms = lambda m: {type(x).__name__ for x in m.modules() if "Norm" in type(x).__name__}  # noqa: E731
