@@ -206,8 +206,8 @@ def _combine_data(results: list[dict[str, Any]]) -> dict[str, Any]:
 def levers_markdown(rows, data, profile, *, threads: int, steps: int, repeats: int = 1) -> str:
     """The levers table: step time per method and lever, the speed-up against fp32, and the data path.
 
-    With ``repeats`` > 1 the step column adds the range over the processes and the speed-up its range
-    (fp32's slowest over the lever's fastest at the top, and the other way round at the bottom).
+    With ``repeats`` > 1 the step column adds the range over the processes, and the speed-up its widest range:
+    from fp32's fastest over the lever's slowest to fp32's slowest over the lever's fastest.
     """
     _, setting = measured_setting(rows, profile, threads)
     how = ("each method and lever in a fresh process" if repeats == 1 else
