@@ -158,21 +158,22 @@ def measure_levers(methods, profile, *, levers=LEVERS, steps: int = 5, threads: 
     """
     jobs = [("step", m, lever, profile.as_dict(), steps, threads) for m in methods for lever in levers]
     jobs.append(("data", "", "", profile.as_dict(), steps, threads))
-    results: dict[int, list[dict[str, Any]]] = {i: [] for i in range(len(jobs))}
-    done = 0
-    for _ in range(repeats):
+    results: list[list[dict[str, Any]]] = [[] for _ in jobs]  # per job, one result a round
+    for round_ in range(repeats):
         for i, job in enumerate(jobs):
             results[i].append(_run_with_timeout(job, timeout))
-            done += 1
             if progress:
-                progress(done, len(jobs) * repeats)
-    rows = [combine_repeats(results[i]) for i, job in enumerate(jobs) if job[0] == "step"]
-    return rows, _combine_data(results[len(jobs) - 1])
+                progress(round_ * len(jobs) + i + 1, len(jobs) * repeats)
+    return [combine_repeats(r) for r in results[:-1]], _combine_data(results[-1])  # the data path is the last job
 
 
 def _median(values: list[float]) -> float:
     finite = [v for v in values if not math.isnan(v)]
     return statistics.median(finite) if finite else float("nan")
+
+
+def _succeeded(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in results if "error" not in r]
 
 
 def combine_repeats(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -182,7 +183,7 @@ def combine_repeats(results: list[dict[str, Any]]) -> dict[str, Any]:
     ``step_max_s`` the range of their step times, ``repeats`` their number; the non-finite steps and the steps
     are summed. When every process failed, the first failure is the row.
     """
-    ok = [r for r in results if "error" not in r]
+    ok = _succeeded(results)
     if not ok:
         return results[0]
     steps = [r["train_step_s"] for r in ok]
@@ -196,7 +197,7 @@ def combine_repeats(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _combine_data(results: list[dict[str, Any]]) -> dict[str, Any]:
-    ok = [r for r in results if "error" not in r]
+    ok = _succeeded(results)
     if not ok:
         return results[0]
     return {"device": ok[0]["device"], "batch_s": {k: statistics.median(r["batch_s"][k] for r in ok)
