@@ -118,6 +118,25 @@ def test_summary_table_mean_std():
     assert table.loc[1, "dsc_std"] == pytest.approx(0.0) and table.loc[0, "n_imputed"] == 2
 
 
+def test_summary_table_averages_a_folds_seeds_before_the_spread_over_folds():
+    folds = _folds()
+    # arm a, seed 1: fold 0 DSC 0.8 (seed mean 0.7), fold 1 DSC 0.6 (seed mean 0.7) -> mean 0.7, std 0 over folds;
+    # over the four fold x seed rows the std would be 0.1155
+    seed1 = folds[folds["arm"] == "a"].assign(seed=1, dsc=[0.8, 0.6])
+    both = pd.concat([folds, seed1], ignore_index=True)
+    pooled = both.groupby(["arm", "sigma"], as_index=False)[["dsc", "vd"]].mean()
+    table = summary_table(both, pooled, ["a", "b"], ["dsc", "vd"])
+    assert table.loc[0, "dsc_mean"] == pytest.approx(0.7) and table.loc[0, "dsc_std"] == pytest.approx(0.0)
+    assert table.loc[0, "vd_std"] == pytest.approx(0.1414213)  # seeds alike: the folds' own spread
+    assert table.loc[0, ["n_folds", "n_seeds", "n_imputed"]].tolist() == [2, 2, 4]
+    assert table.loc[1, ["n_folds", "n_seeds"]].tolist() == [2, 1]
+    # folds of repeated cross-validation are different partitions: each counts
+    repeated = folds.assign(repeat=0)
+    again = repeated.assign(repeat=1)
+    table = summary_table(pd.concat([repeated, again], ignore_index=True), pooled, ["a"], ["dsc"])
+    assert table.loc[0, "n_folds"] == 4 and table.loc[0, "dsc_std"] == pytest.approx(0.1154701)
+
+
 def test_bold_and_underline_follow_metric_direction():
     folds = _folds()
     pooled = folds.groupby(["arm", "sigma"], as_index=False)[["dsc", "vd"]].mean()

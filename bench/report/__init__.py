@@ -188,7 +188,9 @@ def _results_section(r: _Report) -> Section:
     study, out = r.study, r.out
     table = summary_table(r.folds, r.pooled, r.arms, study.metrics)
     marks = {(row["arm_a"], row["metric"]) for _, row in r.vs_ref.iterrows() if row["p_adj"] < study.alpha}
-    over = f"{study.folds} folds" + (f" × {study.repeats} repeats" if study.repeats > 1 else "")
+    n_seeds = int(r.folds["seed"].nunique()) if "seed" in r.folds else 1
+    seeds = f", each fold's {n_seeds} training seeds averaged first" if n_seeds > 1 else ""
+    over = f"{study.folds} folds" + (f" × {study.repeats} repeats" if study.repeats > 1 else "") + seeds
     caption = f"{study.title}. Mean ± std over {over}" + (f" ({study.reproduces})" if study.reproduces else "")
     markdown = to_markdown(table, r.label_list, study.metrics, marks)
     (out / "table.md").write_text(markdown)
@@ -203,7 +205,7 @@ def _results_section(r: _Report) -> Section:
     n_comparisons = int(r.vs_ref.groupby("metric").size().max()) if len(r.vs_ref) else 0
     lines = [f"# {study.title}", "", f"Study `{study.name}`" + (f" — reproduces {study.reproduces}." if study.reproduces else "."),
              "", study.description.strip(), "", "## Results", "", markdown,
-             f"Mean ± std over folds at σ = 0 (no noise). Best in **bold**, second <u>underlined</u> "
+             f"Mean ± std over folds{seeds} at σ = 0 (no noise). Best in **bold**, second <u>underlined</u> "
              "(lower is better for VD, HD95, ASSD, ECE and Brier). "
              f"† = significantly different from the reference {r.labels.get(study.reference, study.reference)} at α = {study.alpha} "
              f"after {r.correction} correction per metric (at most {n_comparisons} comparison(s) each): these trained "

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from bench.report.tables import fold_means
+
 __all__ = ["noise_tables", "uncertainty_table", "error_detection_auc"]
 
 
@@ -81,7 +83,7 @@ def uncertainty_table(per_case: pd.DataFrame, folds: pd.DataFrame, arms: Sequenc
         has_voxel = "voxel_unc_wrong" in cases and cases["voxel_unc_right"].notna().any()
         if not (has_cls or has_voxel):
             continue
-        clean_folds = folds[(folds["arm"] == arm) & (folds["sigma"] == 0)]
+        clean_folds = fold_means(folds[(folds["arm"] == arm) & (folds["sigma"] == 0)], ("ece", "brier"))
         clean = cases[(cases["sigma"] == 0) & (cases["label"] >= 0)] if has_cls else cases[cases["sigma"] == 0]
         row: dict = {"arm": arm, "label": labels[arm]}
         if has_cls:

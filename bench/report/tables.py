@@ -1,5 +1,5 @@
-"""The study table: mean ± std over folds at σ = 0, best in bold and second underlined by each
-metric's direction, in Markdown, LaTeX (booktabs) and CSV."""
+"""The study table: mean ± std over folds (a fold's training seeds averaged first) at σ = 0, best in bold and
+second underlined by each metric's direction, in Markdown, LaTeX (booktabs) and CSV."""
 
 from __future__ import annotations
 
@@ -11,20 +11,35 @@ import pandas as pd
 
 from bench.metrics import METRICS
 
-__all__ = ["summary_table", "rank_marks", "to_markdown", "to_latex", "auc_intervals"]
+__all__ = ["fold_means", "summary_table", "rank_marks", "to_markdown", "to_latex", "auc_intervals"]
+
+
+def fold_means(part: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """One row per fold (per repeat and fold with repeated cross-validation) of one arm's fold rows: the mean
+    of the fold's training seeds for each of ``metrics`` present."""
+    keys = [k for k in ("repeat", "fold") if k in part]
+    present = [m for m in metrics if m in part]
+    return part.groupby(keys)[present].mean() if keys and len(part) else part[present]
 
 
 def summary_table(folds: pd.DataFrame, pooled: pd.DataFrame, arms: Sequence[str], metrics: Sequence[str],
                   sigma: float = 0.0) -> pd.DataFrame:
-    """One row per arm at noise ``sigma``: ``<m>_mean``, ``<m>_std`` over folds (and seeds), ``<m>_pooled``,
-    ``n_folds``, ``n_imputed``."""
+    """One row per arm at noise ``sigma``: ``<m>_mean``, ``<m>_std`` over folds, ``<m>_pooled``, ``n_folds``,
+    ``n_seeds``, ``n_imputed``.
+
+    A fold trained with several seeds counts once, at the mean of its seeds: the seeds share the fold's
+    patients, so the spread is the folds' (as the method-level test, which averages seeds too). The folds of
+    repeated cross-validation (a ``repeat`` column) are different partitions and each counts.
+    """
     clean, pooled_clean = folds[folds["sigma"] == sigma], pooled[pooled["sigma"] == sigma]
     rows = []
     for arm in arms:
         part, pooled_part = clean[clean["arm"] == arm], pooled_clean[pooled_clean["arm"] == arm]
-        row: dict = {"arm": arm, "n_folds": len(part)}
+        per_fold = fold_means(part, metrics)
+        row: dict = {"arm": arm, "n_folds": len(per_fold),
+                     "n_seeds": int(part["seed"].nunique()) if "seed" in part else 1}
         for m in metrics:
-            values = part[m].dropna() if m in part else pd.Series(dtype=float)
+            values = per_fold[m].dropna() if m in per_fold else pd.Series(dtype=float)
             row[f"{m}_mean"] = float(values.mean()) if len(values) else np.nan
             row[f"{m}_std"] = float(values.std(ddof=1)) if len(values) > 1 else np.nan
             row[f"{m}_pooled"] = float(pooled_part[m].mean()) if m in pooled_part and len(pooled_part) else np.nan
