@@ -188,7 +188,7 @@ def _results_section(r: _Report) -> Section:
     study, out = r.study, r.out
     table = summary_table(r.folds, r.pooled, r.arms, study.metrics)
     marks = {(row["arm_a"], row["metric"]) for _, row in r.vs_ref.iterrows() if row["p_adj"] < study.alpha}
-    n_seeds = int(r.folds["seed"].nunique()) if "seed" in r.folds else 1
+    n_seeds = int(table["n_seeds"].max()) if len(table) else 1
     seeds = f" (each fold's {n_seeds} training seeds averaged first)" if n_seeds > 1 else ""
     over = f"{study.folds} folds" + (f" × {study.repeats} repeats" if study.repeats > 1 else "") + seeds
     caption = f"{study.title}. Mean ± std over {over}" + (f" ({study.reproduces})" if study.reproduces else "")

@@ -19,7 +19,7 @@ def fold_means(part: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     of the fold's training seeds for each of ``metrics`` present."""
     keys = [k for k in ("repeat", "fold") if k in part]
     present = [m for m in metrics if m in part]
-    return part.groupby(keys)[present].mean() if keys and len(part) else part[present]
+    return part.groupby(keys)[present].mean() if keys else part[present]
 
 
 def summary_table(folds: pd.DataFrame, pooled: pd.DataFrame, arms: Sequence[str], metrics: Sequence[str],
