@@ -137,6 +137,35 @@ def test_summary_table_averages_a_folds_seeds_before_the_spread_over_folds():
     assert table.loc[0, "n_folds"] == 4 and table.loc[0, "dsc_std"] == pytest.approx(0.1154701)
 
 
+def test_noise_curve_averages_a_folds_seeds_before_the_spread_over_folds():
+    from bench.report.figures import noise_curve
+
+    # arm a: fold 0 seeds 0.6/0.8 (mean 0.7), fold 1 seeds 0.7/0.7 (0.7) at sigma 0; at sigma 0.1 the folds'
+    # seed means are 0.5 and 0.3. Over fold x seed rows sigma 0's std would be 0.0816, not 0.
+    rows = [("a", 0.0, 0, 0, 0.6), ("a", 0.0, 0, 1, 0.8), ("a", 0.0, 1, 0, 0.7), ("a", 0.0, 1, 1, 0.7),
+            ("a", 0.1, 0, 0, 0.4), ("a", 0.1, 0, 1, 0.6), ("a", 0.1, 1, 0, 0.3), ("a", 0.1, 1, 1, 0.3),
+            ("b", 0.0, 0, 0, float("nan"))]
+    folds = pd.DataFrame(rows, columns=["arm", "sigma", "fold", "seed", "dsc"])
+    mean, std = noise_curve(folds, "a", "dsc")
+    assert mean.to_dict() == pytest.approx({0.0: 0.7, 0.1: 0.4})
+    assert std.to_dict() == pytest.approx({0.0: 0.0, 0.1: 0.1414213})
+    assert noise_curve(folds, "b", "dsc")[0].empty and noise_curve(folds, "a", "auc")[0].empty
+
+
+def test_learning_curves_and_learnability_average_a_folds_seeds_first():
+    from bench.report.learning import _curves, learnability_table
+
+    # fold 0: seeds' losses 0.5 / 0.7 (mean 0.6); fold 1: 0.8 / 0.8 -> band std 0.1414 over folds, not 0.1258
+    history = pd.DataFrame({"arm": "a", "epoch": 1, "fold": [0, 0, 1, 1], "seed": [0, 1, 0, 1],
+                            "loss": [0.5, 0.7, 0.8, 0.8]})
+    curves, columns = _curves(history, ["a"], {"a": "A"})
+    assert columns == ["loss"]
+    assert curves.loc[0, "loss_mean"] == pytest.approx(0.7) and curves.loc[0, "loss_std"] == pytest.approx(0.1414213)
+    folds = history.rename(columns={"loss": "auc"}).assign(sigma=0.0)
+    _, frame = learnability_table(folds, ["a"], {"a": "A"}, {"auc": 0.85})
+    assert frame.loc[0, "auc_mean"] == pytest.approx(0.7) and frame.loc[0, "auc_std"] == pytest.approx(0.1414213)
+
+
 def test_bold_and_underline_follow_metric_direction():
     folds = _folds()
     pooled = folds.groupby(["arm", "sigma"], as_index=False)[["dsc", "vd"]].mean()

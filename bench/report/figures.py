@@ -12,8 +12,9 @@ import pandas as pd
 
 from bench.metrics import METRICS
 from bench.report.style import OKABE_ITO, save_figure
+from bench.report.tables import fold_means
 
-__all__ = ["plot_cd", "plot_noise", "cliques"]
+__all__ = ["plot_cd", "plot_noise", "noise_curve", "cliques"]
 
 _CORRECTIONS = {"holm": "Holm", "fdr_bh": "Benjamini–Hochberg"}
 
@@ -71,6 +72,19 @@ def plot_cd(summary: dict, labels: dict[str, str], out: Path, alpha: float, corr
 UNCERTAINTY_PANELS = {"uncertainty_mean": "image-level uncertainty u", "voxel_unc_wrong": "pixel uncertainty, wrong voxels"}
 
 
+def noise_curve(folds: pd.DataFrame, arm: str, metric: str) -> tuple[pd.Series, pd.Series]:
+    """One arm's ``metric`` against σ: the mean and the std over folds (0 with one fold), indexed by σ.
+
+    As the tables (:func:`bench.report.tables.fold_means`), a fold trained with several seeds counts once, at
+    its seeds' mean, so the error bar is the spread over folds and not over fold × seed rows.
+    """
+    part = folds[(folds["arm"] == arm) & folds[metric].notna()] if metric in folds else folds.iloc[:0]
+    if part.empty:
+        return pd.Series(dtype=float), pd.Series(dtype=float)
+    per_fold = fold_means(part, [metric], by=("sigma",))[metric].groupby(level="sigma")
+    return per_fold.mean(), per_fold.std(ddof=1).fillna(0)
+
+
 def plot_noise(folds: pd.DataFrame, arms: Sequence[str], labels: Sequence[str], metrics: Sequence[str], out: Path,
                *, xlabel: str = "noise σ") -> list[Path]:
     """Mean ± std over folds of each metric against the noise σ, one panel per metric, plus the evidential
@@ -91,11 +105,10 @@ def plot_noise(folds: pd.DataFrame, arms: Sequence[str], labels: Sequence[str], 
         header = METRICS[metric].header if metric in METRICS else UNCERTAINTY_PANELS[metric]
         scale = 100 if metric in METRICS and METRICS[metric].percent else 1
         for i, (arm, label) in enumerate(zip(arms, labels)):
-            part = folds[(folds["arm"] == arm) & folds[metric].notna()]
-            if part.empty:
+            mean, std = noise_curve(folds, arm, metric)
+            if mean.empty:
                 continue
-            g = part.groupby("sigma")[metric]
-            mean, std = g.mean() * scale, g.std(ddof=1).fillna(0) * scale
+            mean, std = mean * scale, std * scale
             colour = OKABE_ITO[i % len(OKABE_ITO)]
             ax.errorbar(mean.index, mean.values, yerr=std.values, marker="o", capsize=3, color=colour, label=label)
         ax.set(xlabel=xlabel, ylabel=header)

@@ -3,7 +3,7 @@
 * **Learning curves** — every finished unit's ``history.csv``: the training loss per epoch and, for a
   study with ``training.validate: k``, the validation metrics (``val_auc``, ``val_dsc_lesion``, ...) measured
   after every epoch on the validation split held out of the unit's *training* fold (never its test fold).
-  Mean ± std over folds and seeds per arm: ``learning.csv`` and ``learning.png``/``.pdf``.
+  Mean ± std over folds per arm, each fold's seeds averaged first: ``learning.csv`` and ``learning.png``/``.pdf``.
 * **Learnability** — for a study with ``pass_criteria`` (metric → value), each arm's test-fold mean of
   every criterion its heads produce (AUC needs a classifier, DSC a segmenter), the value it must reach
   (≥, or ≤ for a lower-is-better metric) and the verdict: ``learnability.md``/``.csv``.
@@ -19,6 +19,7 @@ import pandas as pd
 
 from bench.metrics import METRICS
 from bench.report.style import OKABE_ITO, save_figure
+from bench.report.tables import fold_means
 
 __all__ = ["learning_section", "collect_history", "learnability_table"]
 
@@ -41,7 +42,8 @@ def collect_history(study_root: Path, arms: list[str]) -> pd.DataFrame:
 
 def _curves(history: pd.DataFrame, arms: list[str], labels: dict[str, str]) -> tuple[pd.DataFrame, list[str]]:
     columns = ["loss"] + [c for c in history.columns if c.startswith("val_")]
-    grouped = history.groupby(["arm", "epoch"])[columns]
+    # a fold's seeds are averaged first, so the band is the spread over folds (as the tables)
+    grouped = history.groupby(["arm", "epoch", "fold"])[columns].mean().groupby(level=["arm", "epoch"])
     mean, std = grouped.mean(), grouped.std(ddof=1)
     frame = mean.add_suffix("_mean").join(std.add_suffix("_std")).reset_index()
     frame.insert(1, "label", frame["arm"].map(labels))
@@ -87,7 +89,8 @@ def _plot(curves: pd.DataFrame, columns: list[str], arms: list[str], labels: dic
 
 def learnability_table(folds: pd.DataFrame, arms: list[str], labels: dict[str, str],
                        criteria: dict[str, float]) -> tuple[str, pd.DataFrame]:
-    """Each arm's test-fold mean ± std (σ = 0) of every criterion it produces, the target and the verdict."""
+    """Each arm's test-fold mean ± std (σ = 0) of every criterion it produces, the target and the verdict
+    (the spread over folds, each fold's seeds averaged first, as the tables)."""
     clean = folds[folds["sigma"] == 0] if "sigma" in folds else folds
     rows = []
     for arm in arms:
@@ -95,7 +98,7 @@ def learnability_table(folds: pd.DataFrame, arms: list[str], labels: dict[str, s
         row: dict = {"arm": arm, "label": labels[arm]}
         verdicts = []
         for metric, target in criteria.items():
-            values = part[metric].dropna() if metric in part else pd.Series(dtype=float)
+            values = fold_means(part, [metric])[metric].dropna() if metric in part else pd.Series(dtype=float)
             if values.empty:
                 continue
             mean = float(values.mean())

@@ -14,10 +14,11 @@ from bench.metrics import METRICS
 __all__ = ["fold_means", "summary_table", "rank_marks", "to_markdown", "to_latex", "auc_intervals"]
 
 
-def fold_means(part: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+def fold_means(part: pd.DataFrame, metrics: Sequence[str], by: Sequence[str] = ()) -> pd.DataFrame:
     """One row per fold (per repeat and fold with repeated cross-validation) of one arm's fold rows: the mean
-    of the fold's training seeds for each of ``metrics`` present."""
-    keys = [k for k in ("repeat", "fold") if k in part]
+    of the fold's training seeds for each of ``metrics`` present. ``by`` names further keys that stay apart
+    (``("sigma",)``: one row per noise level and fold); they lead the index."""
+    keys = [*by, *(k for k in ("repeat", "fold") if k in part)]
     present = [m for m in metrics if m in part]
     return part.groupby(keys)[present].mean() if keys else part[present]
 
