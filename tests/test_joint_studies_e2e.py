@@ -14,7 +14,8 @@ pytestmark = pytest.mark.slow
 STUDIES = {
     "joint_vs_single": (["Only Seg Model", "Only Cls Model", "Joint Model"],
                         ["dsc", "ppv", "tpr", "vd", "dsc_lesion", "acc", "sn", "sp", "auc"]),
-    "ablation_share": (["w/o share", "Only local", "Only global", "Joint Model"], ["dsc", "ppv", "tpr", "vd", "acc", "sn", "sp", "auc"]),
+    "ablation_share": (["w/o share", "Only local", "Only global", "Joint Model"],
+                       ["dsc", "ppv", "tpr", "vd", "dsc_lesion", "acc", "sn", "sp", "auc"]),
     "ablation_lgm": (["w/o LGM", "dot product", "concat", "dot add", "Joint Model"], ["acc", "sn", "sp", "auc"]),
     "ablation_cross_loss": (["w/o cross loss", "Joint Model", "cross loss into seg", "paper gradients",
                              "paper gradients, InstanceNorm"], ["dsc", "ppv", "tpr", "vd", "dsc_lesion", "acc", "sn", "sp", "auc"]),
