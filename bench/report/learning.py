@@ -43,7 +43,7 @@ def collect_history(study_root: Path, arms: list[str]) -> pd.DataFrame:
 def _curves(history: pd.DataFrame, arms: list[str], labels: dict[str, str]) -> tuple[pd.DataFrame, list[str]]:
     columns = ["loss"] + [c for c in history.columns if c.startswith("val_")]
     # a fold's seeds are averaged first, so the band is the spread over folds (as the tables)
-    grouped = history.groupby(["arm", "epoch", "fold"])[columns].mean().groupby(level=["arm", "epoch"])
+    grouped = fold_means(history, columns, by=("arm", "epoch")).groupby(level=["arm", "epoch"])
     mean, std = grouped.mean(), grouped.std(ddof=1)
     frame = mean.add_suffix("_mean").join(std.add_suffix("_std")).reset_index()
     frame.insert(1, "label", frame["arm"].map(labels))
